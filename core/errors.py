@@ -1,0 +1,68 @@
+"""Failures the learner is told about: each carries a short message fit to post in a chat."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .languages import Language
+
+
+class TutorError(Exception):
+    """Base class: `str(error)` is a one-line message for the chat, never a traceback."""
+
+
+class UnknownLanguage(TutorError):
+    def __init__(self, query: str, suggestions: tuple[Language, ...]) -> None:
+        self.query = query
+        self.suggestions = suggestions
+        shown = query.strip()[:40] or "that"
+        if suggestions:
+            names = ", ".join(lang.name for lang in suggestions)
+            super().__init__(f"I don't know the language “{shown}”. Did you mean: {names}?")
+        else:
+            super().__init__(f"I don't know the language “{shown}”. Try a name like Spanish, français or de.")
+
+
+class InvalidLevel(TutorError):
+    def __init__(self, query: str) -> None:
+        super().__init__(f"“{query.strip()[:20]}” is not a level. Use one of A1, A2, B1, B2, C1, C2.")
+
+
+class NoLesson(TutorError):
+    def __init__(self) -> None:
+        super().__init__("There is no lesson here yet. Start one with /learn <language>, e.g. /learn spanish.")
+
+
+class LessonPaused(TutorError):
+    def __init__(self) -> None:
+        super().__init__("The lesson is paused. Send /learn to pick it up again.")
+
+
+class OllamaUnavailable(TutorError):
+    def __init__(self, host: str) -> None:
+        self.host = host
+        super().__init__(
+            f"I can't reach the language model at {host}. Is Ollama running? Start it with `ollama serve`."
+        )
+
+
+class ModelMissing(TutorError):
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(f"The model {model} is not installed. The operator can add it with `ollama pull {model}`.")
+
+
+class ModelFailed(TutorError):
+    """The model answered with an error (overloaded, out of memory, timed out)."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__("The language model ran into a problem. Please try again in a moment.")
+
+
+class ReplyInterrupted(TutorError):
+    """The stream broke after some text: the partial reply is kept, marked as cut off."""
+
+    def __init__(self) -> None:
+        super().__init__("My reply was cut off by a problem with the language model. Please send your message again.")

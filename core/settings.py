@@ -1,0 +1,83 @@
+"""Settings from the environment and a `.env` file, all prefixed `POLYGLOTT_`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from platformdirs import user_data_path
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _default_db_path() -> Path:
+    return user_data_path("polyglott", appauthor=False) / "polyglott.db"
+
+
+def _split_ids(value: object) -> object:
+    """Accept `1,2, 3` as well as a JSON list, so ids read naturally in a `.env` file."""
+    if isinstance(value, str):
+        return [int(part) for part in value.replace(";", ",").split(",") if part.strip()]
+    return value
+
+
+IdList = Annotated[list[int], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set; tokens are secrets and never printed."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POLYGLOTT_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    ollama_host: str = Field(
+        default="http://127.0.0.1:11434",
+        validation_alias=AliasChoices("POLYGLOTT_OLLAMA_HOST", "OLLAMA_HOST", "ollama_host"),
+    )
+    model: str = "qwen2.5:7b"
+    num_ctx: int = Field(default=8192, ge=512)
+    temperature: float = Field(default=0.7, ge=0)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    num_predict: int = Field(default=256, ge=16)
+    repeat_penalty: float = Field(default=1.1, gt=0)
+    keep_alive: str = "30m"
+    max_parallel: int = Field(default=1, ge=1)
+    request_timeout: float = Field(default=120.0, gt=0)
+    db_path: Path = Field(default_factory=_default_db_path)
+    max_input_chars: int = Field(default=2000, ge=1)
+    default_native_language: str = "english"
+    log_level: str = "INFO"
+    log_content: bool = False
+    auto_pull: bool = False
+
+    telegram_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_allowed_chats: IdList = Field(default_factory=list)
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_webhook_listen: str = "127.0.0.1:8443"
+
+    discord_token: SecretStr | None = None
+    discord_guild_ids: IdList = Field(default_factory=list)
+    discord_allowed_guilds: IdList = Field(default_factory=list)
+    discord_teacher_role: str | None = None
+
+    @field_validator("telegram_allowed_chats", "discord_guild_ids", "discord_allowed_guilds", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        return _split_ids(value)
+
+    @field_validator("ollama_host")
+    @classmethod
+    def _host(cls, value: str) -> str:
+        """Ollama's own `OLLAMA_HOST` may be a bare `0.0.0.0:11434`; the client wants a URL."""
+        value = value.strip().rstrip("/")
+        if "://" not in value:
+            value = f"http://{value}"
+        return value.replace("://0.0.0.0", "://127.0.0.1")
+
+    @field_validator("telegram_token", "discord_token", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value

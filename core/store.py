@@ -1,0 +1,215 @@
+"""Lessons, learners and every message, in one SQLite file behind one writer connection."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Literal
+
+import aiosqlite
+
+from .languages import by_code
+from .lesson import Lesson, Level
+
+Role = Literal["user", "assistant"]
+
+
+class Status(StrEnum):
+    COMPLETE = "complete"
+    INTERRUPTED = "interrupted"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Message:
+    id: int
+    role: Role
+    text: str
+    author_id: str | None = None
+    author_name: str | None = None
+    status: Status = Status.COMPLETE
+
+
+# Each step runs once, in order, inside one transaction with its `user_version` bump.
+MIGRATIONS: Sequence[str] = (
+    """
+    CREATE TABLE lessons (
+        channel TEXT PRIMARY KEY,
+        language TEXT NOT NULL,
+        level TEXT NOT NULL CHECK (level IN ('A1','A2','B1','B2','C1','C2')),
+        native TEXT NOT NULL,
+        is_group INTEGER NOT NULL DEFAULT 0,
+        active INTEGER NOT NULL DEFAULT 1,
+        context_start INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE learners (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL REFERENCES lessons(channel) ON DELETE CASCADE,
+        author_id TEXT REFERENCES learners(id) ON DELETE SET NULL,
+        author_name TEXT,
+        role TEXT NOT NULL CHECK (role IN ('user','assistant')),
+        text TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'complete' CHECK (status IN ('complete','interrupted','failed')),
+        created_at REAL NOT NULL
+    );
+    CREATE INDEX messages_by_channel ON messages(channel, id);
+    """,
+)
+
+
+class Store:
+    """The history store. One connection means one writer thread, so writes never fight over locks."""
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    @classmethod
+    async def open(cls, path: Path | str) -> Store:
+        if str(path) != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON"):
+            await db.execute(f"PRAGMA {pragma}")
+        store = cls(db)
+        await store._migrate()
+        return store
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def schema_version(self) -> int:
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        current = await self.schema_version()
+        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
+            # executescript commits anything pending first, then runs the whole step as one transaction.
+            await self._db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+
+    # Lessons
+
+    async def lesson(self, channel: str) -> Lesson | None:
+        async with self._db.execute("SELECT * FROM lessons WHERE channel = ?", (channel,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return Lesson(
+            channel=row["channel"],
+            language=by_code(row["language"]),
+            level=Level(row["level"]),
+            native=by_code(row["native"]),
+            group=bool(row["is_group"]),
+            active=bool(row["active"]),
+        )
+
+    async def save_lesson(self, lesson: Lesson, *, new_conversation: bool = False) -> None:
+        """Upsert; a new conversation (another language) hides earlier turns from the model but keeps them."""
+        now = time.time()
+        await self._db.execute(
+            """
+            INSERT INTO lessons (channel, language, level, native, is_group, active, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            ON CONFLICT(channel) DO UPDATE SET
+                language = excluded.language, level = excluded.level, native = excluded.native,
+                is_group = excluded.is_group, active = excluded.active, updated_at = excluded.updated_at,
+                context_start = CASE WHEN ? THEN
+                    (SELECT COALESCE(MAX(id), 0) FROM messages WHERE channel = excluded.channel)
+                    ELSE context_start END
+            """,
+            (
+                lesson.channel,
+                lesson.language.code,
+                lesson.level.value,
+                lesson.native.code,
+                int(lesson.group),
+                int(lesson.active),
+                now,
+                now,
+                int(new_conversation),
+            ),
+        )
+
+    async def forget(self, channel: str) -> int:
+        """Delete a channel's messages (the lesson stays); returns how many went."""
+        cursor = await self._db.execute("DELETE FROM messages WHERE channel = ?", (channel,))
+        return cursor.rowcount
+
+    # Messages
+
+    async def add_message(
+        self,
+        channel: str,
+        role: Role,
+        text: str,
+        *,
+        author_id: str | None = None,
+        author_name: str | None = None,
+        status: Status = Status.COMPLETE,
+    ) -> int:
+        now = time.time()
+        if author_id is not None:
+            await self._db.execute(
+                """INSERT INTO learners (id, name, first_seen, last_seen) VALUES (?, ?, ?, ?)
+                   ON CONFLICT(id) DO UPDATE SET name = excluded.name, last_seen = excluded.last_seen""",
+                (author_id, author_name or "", now, now),
+            )
+        cursor = await self._db.execute(
+            """INSERT INTO messages (channel, author_id, author_name, role, text, status, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?)""",
+            (channel, author_id, author_name, role, text, status.value, now),
+        )
+        return int(cursor.lastrowid or 0)
+
+    async def history(self, channel: str, *, up_to: int | None = None) -> list[Message]:
+        """The conversation the model sees, oldest first.
+
+        Learner messages after `up_to` are still waiting for their own reply and stay out; failed replies
+        carry no text worth showing the model.
+        """
+        async with self._db.execute(
+            """
+            SELECT m.id, m.role, m.text, m.author_id, m.author_name, m.status FROM messages AS m
+            JOIN lessons AS l ON l.channel = m.channel
+            WHERE m.channel = ? AND m.id > l.context_start AND m.status != 'failed'
+              AND (m.role = 'assistant' OR m.id <= ?)
+            ORDER BY m.id
+            """,
+            (channel, up_to if up_to is not None else 2**62),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            Message(r["id"], r["role"], r["text"], r["author_id"], r["author_name"], Status(r["status"])) for r in rows
+        ]
+
+    async def transcript(self, channel: str, limit: int = 1000) -> list[Message]:
+        """Everything stored for a channel, including hidden earlier conversations: what a teacher may review."""
+        async with self._db.execute(
+            """SELECT id, role, text, author_id, author_name, status FROM messages
+               WHERE channel = ? ORDER BY id DESC LIMIT ?""",
+            (channel, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            Message(r["id"], r["role"], r["text"], r["author_id"], r["author_name"], Status(r["status"]))
+            for r in reversed(rows)
+        ]
+
+    async def trim(self, channel: str, through: int) -> None:
+        """Hide messages up to `through` from the model for good: the context window has moved on."""
+        await self._db.execute(
+            "UPDATE lessons SET context_start = MAX(context_start, ?) WHERE channel = ?", (through, channel)
+        )
