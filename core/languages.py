@@ -61,7 +61,7 @@ CATALOG: tuple[Language, ...] = (
 # Popular first: what the adapters offer as buttons before a learner has typed anything.
 POPULAR: tuple[str, ...] = ("es", "fr", "de", "it", "pt", "en", "ja", "zh")
 
-_SURE = 85.0  # a fuzzy score at or above this, clearly ahead of the runner-up, is taken without asking
+_SURE = 80.0  # a fuzzy score at or above this, clearly ahead of the runner-up, is taken without asking
 _CLOSE = 60.0  # below this a name is not worth suggesting
 
 
@@ -100,7 +100,7 @@ def find_language(query: str) -> Match:
     if hits:
         best_lang, best_score = hits[0]
         runner_up = hits[1][1] if len(hits) > 1 else 0.0
-        if best_score >= _SURE and best_score - runner_up >= 5 and len(key) >= 3:
+        if best_score >= _SURE and best_score - runner_up >= 10 and len(key) >= 3:
             return Match(best_lang, exact=False)
     raise UnknownLanguage(query, suggest(query, limit=3))
 

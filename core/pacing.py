@@ -9,6 +9,7 @@ yet shown is worse than a preview that lags.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Sequence
 
@@ -48,10 +49,8 @@ class ChatPacer:
                         self._log.append(now)
                         return
                     timeout = None if ready_at is None else ready_at - now
-                    try:
+                    with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._changed.wait(), timeout)
-                    except TimeoutError:
-                        pass
         finally:
             line.remove(me)
             async with self._changed:

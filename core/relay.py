@@ -90,9 +90,7 @@ class _Buffer:
             self.changed.set()
 
 
-async def relay(
-    chunks: AsyncIterator[str], target: Target, limits: Limits, pacer: ChatPacer | None = None
-) -> Delivery:
+async def relay(chunks: AsyncIterator[str], target: Target, limits: Limits, pacer: ChatPacer | None = None) -> Delivery:
     """Show `chunks` on `target`; return once the complete text is shown.
 
     If the stream fails, the text so far is finalized and the error is re-raised for the adapter to

@@ -77,7 +77,10 @@ class Settings(BaseSettings):
             value = f"http://{value}"
         return value.replace("://0.0.0.0", "://127.0.0.1")
 
-    @field_validator("telegram_token", "discord_token", mode="before")
+    @field_validator(
+        "telegram_token", "discord_token", "telegram_webhook_url", "telegram_webhook_secret", "discord_teacher_role",
+        mode="before",
+    )
     @classmethod
     def _blank_is_none(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -1,0 +1,127 @@
+"""The history store: schema, persistence and concurrent channels."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from core.languages import find_language
+from core.lesson import Lesson, Level
+from core.store import MIGRATIONS, Status, Store
+
+SPANISH = find_language("spanish").language
+FRENCH = find_language("french").language
+ENGLISH = find_language("english").language
+
+
+def lesson(channel: str = "c1", language=SPANISH, group: bool = False) -> Lesson:
+    return Lesson(channel, language, Level.A2, ENGLISH, group=group)
+
+
+async def test_a_new_database_is_migrated_to_the_latest_schema(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "new" / "db.sqlite")
+    assert await store.schema_version() == len(MIGRATIONS)
+    await store.close()
+
+
+async def test_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    async with store._db.execute("PRAGMA journal_mode") as cursor:
+        assert (await cursor.fetchone())[0] == "wal"
+    async with store._db.execute("PRAGMA foreign_keys") as cursor:
+        assert (await cursor.fetchone())[0] == 1
+    await store.close()
+
+
+async def test_an_older_database_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    with sqlite3.connect(path) as db:  # a database from before any migration, holding unrelated data
+        db.execute("CREATE TABLE notes (x TEXT)")
+        db.execute("INSERT INTO notes VALUES ('kept')")
+    store = await Store.open(path)
+    assert await store.schema_version() == len(MIGRATIONS)
+    async with store._db.execute("SELECT x FROM notes") as cursor:
+        assert (await cursor.fetchone())[0] == "kept"
+    await store.close()
+
+
+async def test_lessons_and_messages_survive_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    store = await Store.open(path)
+    await store.save_lesson(lesson())
+    await store.add_message("c1", "user", "Hola", author_id="u1", author_name="Ana")
+    await store.add_message("c1", "assistant", "¡Hola, Ana!")
+    await store.close()
+
+    store = await Store.open(path)
+    assert await store.lesson("c1") == lesson()
+    assert [(m.role, m.text) for m in await store.history("c1")] == [("user", "Hola"), ("assistant", "¡Hola, Ana!")]
+    await store.close()
+
+
+async def test_history_leaves_out_learner_messages_still_waiting_for_a_reply(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    await store.save_lesson(lesson())
+    first = await store.add_message("c1", "user", "uno", author_id="u1", author_name="Ana")
+    await store.add_message("c1", "user", "dos", author_id="u2", author_name="Ben")
+    await store.add_message("c1", "assistant", "respuesta a uno")
+    assert [m.text for m in await store.history("c1", up_to=first)] == ["uno", "respuesta a uno"]
+    await store.close()
+
+
+async def test_failed_replies_are_kept_but_not_shown_to_the_model(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    await store.save_lesson(lesson())
+    await store.add_message("c1", "user", "hola", author_id="u1", author_name="Ana")
+    await store.add_message("c1", "assistant", "", status=Status.FAILED)
+    assert [m.text for m in await store.history("c1")] == ["hola"]
+    assert [m.status for m in await store.transcript("c1")] == [Status.COMPLETE, Status.FAILED]
+    await store.close()
+
+
+async def test_switching_language_starts_a_new_conversation_but_keeps_the_old_one(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    await store.save_lesson(lesson())
+    await store.add_message("c1", "user", "hola", author_id="u1", author_name="Ana")
+    await store.save_lesson(lesson(language=FRENCH), new_conversation=True)
+    assert await store.history("c1") == []
+    assert [m.text for m in await store.transcript("c1")] == ["hola"]
+    await store.close()
+
+
+async def test_forget_deletes_only_that_channels_messages(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    for channel in ("c1", "c2"):
+        await store.save_lesson(lesson(channel))
+        await store.add_message(channel, "user", "hola", author_id="u1", author_name="Ana")
+    assert await store.forget("c1") == 1
+    assert await store.history("c1") == []
+    assert len(await store.history("c2")) == 1
+    assert await store.lesson("c1") is not None
+    await store.close()
+
+
+async def test_concurrent_channels_write_without_losing_or_mixing_messages(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    channels = [f"c{i}" for i in range(20)]
+    for channel in channels:
+        await store.save_lesson(lesson(channel))
+
+    async def chat(channel: str) -> None:
+        for n in range(25):
+            await store.add_message(channel, "user", f"{channel}-{n}", author_id="u", author_name="U")
+
+    await asyncio.gather(*(chat(c) for c in channels))
+    for channel in channels:
+        assert [m.text for m in await store.history(channel)] == [f"{channel}-{n}" for n in range(25)]
+    await store.close()
+
+
+async def test_sql_special_characters_are_stored_verbatim(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    await store.save_lesson(lesson("x'); DROP TABLE messages; --"))
+    text = "Robert'); DROP TABLE lessons; -- ¿qué?"
+    await store.add_message("x'); DROP TABLE messages; --", "user", text, author_id="u'1", author_name="O'Brien")
+    assert [m.text for m in await store.history("x'); DROP TABLE messages; --")] == [text]
+    await store.close()
