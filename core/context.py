@@ -18,7 +18,7 @@ def estimate_tokens(text: str) -> int:
 @dataclass(frozen=True)
 class Fitted:
     messages: list[Message]
-    dropped_through: int | None  # id of the last message dropped, to remember as the new start
+    dropped_through: int | None  # position of the last message dropped, to remember as the new start
 
 
 def fit(history: Sequence[Message], budget: int) -> Fitted:
@@ -37,4 +37,4 @@ def fit(history: Sequence[Message], budget: int) -> Fitted:
     while cut < len(history) - 1 and (total > target or history[cut].role != "user"):
         total -= sizes[cut]
         cut += 1
-    return Fitted(list(history[cut:]), history[cut - 1].id if cut else None)
+    return Fitted(list(history[cut:]), history[cut - 1].position if cut else None)

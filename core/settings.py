@@ -78,7 +78,11 @@ class Settings(BaseSettings):
         return value.replace("://0.0.0.0", "://127.0.0.1")
 
     @field_validator(
-        "telegram_token", "discord_token", "telegram_webhook_url", "telegram_webhook_secret", "discord_teacher_role",
+        "telegram_token",
+        "discord_token",
+        "telegram_webhook_url",
+        "telegram_webhook_secret",
+        "discord_teacher_role",
         mode="before",
     )
     @classmethod

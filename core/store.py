@@ -31,6 +31,12 @@ class Message:
     author_id: str | None = None
     author_name: str | None = None
     status: Status = Status.COMPLETE
+    reply_to: int | None = None
+
+    @property
+    def position(self) -> int:
+        """Where the message stands in the conversation: a reply right after what it answers."""
+        return self.reply_to or self.id
 
 
 # Each step runs once, in order, inside one transaction with its `user_version` bump.
@@ -61,6 +67,7 @@ MIGRATIONS: Sequence[str] = (
         role TEXT NOT NULL CHECK (role IN ('user','assistant')),
         text TEXT NOT NULL,
         status TEXT NOT NULL DEFAULT 'complete' CHECK (status IN ('complete','interrupted','failed')),
+        reply_to INTEGER,
         created_at REAL NOT NULL
     );
     CREATE INDEX messages_by_channel ON messages(channel, id);
@@ -159,6 +166,7 @@ class Store:
         author_id: str | None = None,
         author_name: str | None = None,
         status: Status = Status.COMPLETE,
+        reply_to: int | None = None,
     ) -> int:
         now = time.time()
         if author_id is not None:
@@ -168,25 +176,27 @@ class Store:
                 (author_id, author_name or "", now, now),
             )
         cursor = await self._db.execute(
-            """INSERT INTO messages (channel, author_id, author_name, role, text, status, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?)""",
-            (channel, author_id, author_name, role, text, status.value, now),
+            """INSERT INTO messages (channel, author_id, author_name, role, text, status, reply_to, created_at)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
+            (channel, author_id, author_name, role, text, status.value, reply_to, now),
         )
         return int(cursor.lastrowid or 0)
 
     async def history(self, channel: str, *, up_to: int | None = None) -> list[Message]:
         """The conversation the model sees, oldest first.
 
+        In a busy group a second question is stored while the first is being answered; each reply is
+        placed right after the message it answers, so the conversation reads question, answer, question.
         Learner messages after `up_to` are still waiting for their own reply and stay out; failed replies
         carry no text worth showing the model.
         """
         async with self._db.execute(
             """
-            SELECT m.id, m.role, m.text, m.author_id, m.author_name, m.status FROM messages AS m
+            SELECT m.* FROM messages AS m
             JOIN lessons AS l ON l.channel = m.channel
-            WHERE m.channel = ? AND m.id > l.context_start AND m.status != 'failed'
+            WHERE m.channel = ? AND COALESCE(m.reply_to, m.id) > l.context_start AND m.status != 'failed'
               AND (m.role = 'assistant' OR m.id <= ?)
-            ORDER BY m.id
+            ORDER BY COALESCE(m.reply_to, m.id), m.role = 'assistant', m.id
             """,
             (channel, up_to if up_to is not None else 2**62),
         ) as cursor:
@@ -198,18 +208,26 @@ class Store:
     async def transcript(self, channel: str, limit: int = 1000) -> list[Message]:
         """Everything stored for a channel, including hidden earlier conversations: what a teacher may review."""
         async with self._db.execute(
-            """SELECT id, role, text, author_id, author_name, status FROM messages
-               WHERE channel = ? ORDER BY id DESC LIMIT ?""",
+            "SELECT * FROM messages WHERE channel = ? ORDER BY id DESC LIMIT ?",
             (channel, limit),
         ) as cursor:
             rows = await cursor.fetchall()
-        return [
-            Message(r["id"], r["role"], r["text"], r["author_id"], r["author_name"], Status(r["status"]))
-            for r in reversed(rows)
-        ]
+        return [_message(r) for r in reversed(rows)]
 
     async def trim(self, channel: str, through: int) -> None:
         """Hide messages up to `through` from the model for good: the context window has moved on."""
         await self._db.execute(
             "UPDATE lessons SET context_start = MAX(context_start, ?) WHERE channel = ?", (through, channel)
         )
+
+
+def _message(row: aiosqlite.Row) -> Message:
+    return Message(
+        row["id"],
+        row["role"],
+        row["text"],
+        row["author_id"],
+        row["author_name"],
+        Status(row["status"]),
+        row["reply_to"],
+    )

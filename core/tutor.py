@@ -244,7 +244,7 @@ class Tutor:
                 raise
             finally:
                 reply.status = status
-                await asyncio.shield(self._save(channel, reply.text, status))
+                await asyncio.shield(self._save(channel, reply.text, status, up_to))
 
     async def _model_text(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
         async for delta in self.model.stream(messages):
@@ -253,8 +253,8 @@ class Tutor:
             if delta.done_reason == "length":
                 yield LENGTH_MARK
 
-    async def _save(self, channel: Channel, text: str, status: Status) -> None:
+    async def _save(self, channel: Channel, text: str, status: Status, reply_to: int | None) -> None:
         try:
-            await self.store.add_message(channel.id, "assistant", text, status=status)
+            await self.store.add_message(channel.id, "assistant", text, status=status, reply_to=reply_to)
         except Exception:  # the store is closing: the learner's turn is kept, the reply is lost
             log.exception("could not store a reply", extra={"channel": channel.id})
