@@ -39,7 +39,7 @@ async def test_at_most_three_corrections_are_kept() -> None:
 
 
 async def test_text_before_a_correction_streams_without_waiting() -> None:
-    stream = checked_corrections(chunked("¡Hola! ¿Qué tal?\n✏️ \"x\" → \"y\" — z", size=4), "x")
+    stream = checked_corrections(chunked('¡Hola! ¿Qué tal?\n✏️ "x" → "y" — z', size=4), "x")
     assert await anext(stream) == "¡Hol"
 
 

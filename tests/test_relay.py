@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
@@ -89,7 +90,7 @@ async def test_edits_of_one_message_are_at_least_the_interval_apart() -> None:
     chat = RecordingChat()
     await relay(tokens(words(12), every=0.1), chat, Limits(max_length=4000, edit_interval=0.5))
     times = [op.at for op in chat.ops]
-    assert all(b - a >= 0.5 - 1e-6 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 0.5 - 1e-6 for a, b in itertools.pairwise(times))
     assert len(chat.ops) < 12
 
 

@@ -17,6 +17,7 @@ from tests.fake_ollama import Reply as Script
 pytestmark = pytest.mark.slow
 
 PROMPT = "you> "
+ROOT = str(Path(__file__).resolve().parents[1])
 
 
 class Session:
@@ -27,10 +28,10 @@ class Session:
         self.output = ""
         self._decoder = codecs.getincrementaldecoder("utf-8")()
 
-    async def read_until(self, marker: str, timeout: float = 15) -> str:
+    async def read_until(self, marker: str, seconds: float = 15) -> str:
         assert self.process.stdout is not None
         start = len(self.output)
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(seconds):
             while marker not in self.output[start:]:
                 chunk = await self.process.stdout.read(1)
                 if not chunk:
@@ -63,7 +64,7 @@ async def start_chat(ollama: FakeOllama, home: Path, *args: str) -> Session:
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bots.cli", "chat", *args,
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        cwd=home, env={**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        cwd=home, env={**env, "PYTHONPATH": ROOT},
     )  # fmt: skip
     return Session(process)
 
