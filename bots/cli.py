@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable
+from signal import SIGINT, SIGTERM
 
 from pydantic import ValidationError
 
@@ -16,7 +17,10 @@ from core.tutor import Tutor
 
 log = logging.getLogger("polyglott")
 
-Adapter = Callable[[Tutor, Settings], Awaitable[None]]
+# An adapter serves until `stop` is set, then stops taking messages, gives replies in progress
+# `GRACE` seconds (`tutor.drain`), closes its platform client and returns.
+Adapter = Callable[[Tutor, Settings, asyncio.Event], Awaitable[None]]
+GRACE = 5.0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -54,11 +58,16 @@ async def run(settings: Settings) -> int:
         )
         return 2
     tutor = await Tutor.open(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signal in (SIGINT, SIGTERM):
+        loop.add_signal_handler(signal, stop.set)
     try:
         log.info("starting", extra={"adapter": ",".join(chosen)})
-        await asyncio.gather(*(serve(tutor, settings) for serve in chosen.values()))
+        await asyncio.gather(*(serve(tutor, settings, stop) for serve in chosen.values()))
     finally:
-        await tutor.close()
+        log.info("stopping", extra={"adapter": ",".join(chosen)})
+        await tutor.close(GRACE)
     return 0
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 from .prompts import CORRECTION_MARK
 
@@ -44,28 +45,29 @@ async def checked_corrections(chunks: AsyncIterator[str], learner_text: str) -> 
     held = ""  # the current line, while it may still turn out to be a correction
     flowing = False  # the current line is already on its way out
     kept = 0
-    async for chunk in chunks:
-        out: list[str] = []
-        *complete, rest = chunk.split("\n")
-        for part in complete:
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            out: list[str] = []
+            *complete, rest = chunk.split("\n")
+            for part in complete:
+                if flowing:
+                    out.append(part + "\n")
+                else:
+                    line = held + part
+                    if not line.lstrip().startswith(_MARK):
+                        out.append(line + "\n")
+                    elif kept < MAX_CORRECTIONS and is_genuine(line, learner_text):
+                        kept += 1
+                        out.append(line + "\n")
+                held, flowing = "", False
             if flowing:
-                out.append(part + "\n")
+                out.append(rest)
             else:
-                line = held + part
-                if not line.lstrip().startswith(_MARK):
-                    out.append(line + "\n")
-                elif kept < MAX_CORRECTIONS and is_genuine(line, learner_text):
-                    kept += 1
-                    out.append(line + "\n")
-            held, flowing = "", False
-        if flowing:
-            out.append(rest)
-        else:
-            held += rest
-            if not _could_be_correction(held):
-                out.append(held)
-                held, flowing = "", True
-        if out:
-            yield "".join(out)
+                held += rest
+                if not _could_be_correction(held):
+                    out.append(held)
+                    held, flowing = "", True
+            if out:
+                yield "".join(out)
     if held and (not held.lstrip().startswith(_MARK) or (kept < MAX_CORRECTIONS and is_genuine(held, learner_text))):
         yield held

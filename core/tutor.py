@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 
 from .cleaning import clean
@@ -79,13 +80,31 @@ class Tutor:
         self.store = store
         self.model = model
         self.queue = FairQueue(settings.max_parallel)
+        self._in_progress = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self._default_native = find_language(settings.default_native_language).language
 
     @classmethod
     async def open(cls, settings: Settings) -> Tutor:
         return cls(settings, await Store.open(settings.db_path), Model(settings))
 
-    async def close(self) -> None:
+    @property
+    def replies_in_progress(self) -> int:
+        return self._in_progress
+
+    async def drain(self, seconds: float) -> bool:
+        """Wait up to `seconds` for replies being written to finish; False if some still run."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Close the model client and the database, once interrupted replies have been saved as such."""
+        await self.drain(grace)
         await self.model.close()
         await self.store.close()
 
@@ -222,6 +241,26 @@ class Tutor:
         learner: Learner | None = None,
         learner_text: str = "",
     ) -> AsyncIterator[str]:
+        self._in_progress += 1
+        self._idle.clear()
+        try:
+            async with aclosing(self._generate_in_turn(channel, lesson, reply, up_to, learner, learner_text)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            self._in_progress -= 1
+            if not self._in_progress:
+                self._idle.set()
+
+    async def _generate_in_turn(
+        self,
+        channel: Channel,
+        lesson: Lesson,
+        reply: Reply,
+        up_to: int | None,
+        learner: Learner | None,
+        learner_text: str,
+    ) -> AsyncIterator[str]:
         reply._ticket = self.queue.join(channel.id)
         async with reply._ticket:
             messages = self.prompt(lesson, await self._history(channel, lesson, up_to), learner)
@@ -230,9 +269,10 @@ class Tutor:
                 stream = checked_corrections(stream, learner_text)
             status = Status.FAILED
             try:
-                async for chunk in stream:
-                    reply.text += chunk
-                    yield chunk
+                async with aclosing(stream):
+                    async for chunk in stream:
+                        reply.text += chunk
+                        yield chunk
                 status = Status.COMPLETE
             except ReplyInterrupted:
                 status = Status.INTERRUPTED
@@ -247,11 +287,12 @@ class Tutor:
                 await asyncio.shield(self._save(channel, reply.text, status, up_to))
 
     async def _model_text(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
-        async for delta in self.model.stream(messages):
-            if delta.text:
-                yield delta.text
-            if delta.done_reason == "length":
-                yield LENGTH_MARK
+        async with aclosing(self.model.stream(messages)) as deltas:
+            async for delta in deltas:
+                if delta.text:
+                    yield delta.text
+                if delta.done_reason == "length":
+                    yield LENGTH_MARK
 
     async def _save(self, channel: Channel, text: str, status: Status, reply_to: int | None) -> None:
         try:
