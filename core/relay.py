@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -80,9 +81,10 @@ class _Buffer:
 
     async def fill(self, chunks: AsyncIterator[str]) -> None:
         try:
-            async for chunk in chunks:
-                self.text += chunk
-                self.changed.set()
+            async with aclosing(chunks):  # type: ignore[type-var]
+                async for chunk in chunks:
+                    self.text += chunk
+                    self.changed.set()
         except Exception as error:  # handed to the relay, raised after the partial text is shown
             self.error = error
         finally:
