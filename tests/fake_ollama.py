@@ -446,9 +446,7 @@ class FakeOllama:
 
     @staticmethod
     def _prompt_tokens(body: Mapping[str, Any]) -> int:
-        chars = sum(
-            len(str(m.get("content") or "")) for m in body.get("messages") or [] if isinstance(m, dict)
-        )
+        chars = sum(len(str(m.get("content") or "")) for m in body.get("messages") or [] if isinstance(m, dict))
         chars += len(str(body.get("prompt") or "")) + len(str(body.get("system") or ""))
         if body.get("tools"):
             chars += len(json.dumps(body["tools"]))

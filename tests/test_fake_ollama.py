@@ -70,9 +70,7 @@ async def test_streaming_chat_yields_scripted_tokens_then_final_chunk(
     assert fake.active == 0 and fake.max_active == 1
 
 
-async def test_non_streaming_chat_returns_the_whole_reply(
-    fake: FakeOllama, client: ollama.AsyncClient
-) -> None:
+async def test_non_streaming_chat_returns_the_whole_reply(fake: FakeOllama, client: ollama.AsyncClient) -> None:
     fake.script("Muy bien, gracias.")
     response = await client.chat(MODEL, messages=HI)
     assert response.message.content == "Muy bien, gracias."
@@ -91,9 +89,7 @@ async def test_default_replies_differ_and_the_responder_is_configurable(
     assert echoed.message.content == f"Eco: {HI[0]['content']}"
 
 
-async def test_num_predict_cuts_the_reply_with_done_reason_length(
-    fake: FakeOllama, client: ollama.AsyncClient
-) -> None:
+async def test_num_predict_cuts_the_reply_with_done_reason_length(fake: FakeOllama, client: ollama.AsyncClient) -> None:
     fake.script(Reply(tokens=["a", "b", "c", "d", "e"]), Reply(tokens=["a", "b"]))
     parts = await collect(await client.chat(MODEL, messages=HI, stream=True, options={"num_predict": 3}))
     assert "".join(p.message.content or "" for p in parts) == "abc"
@@ -142,9 +138,7 @@ async def test_http_error_before_streaming(fake: FakeOllama, client: ollama.Asyn
     assert caught.value.status_code == 500 and caught.value.error == "out of memory"
 
 
-async def test_error_line_mid_stream_raises_status_minus_one(
-    fake: FakeOllama, client: ollama.AsyncClient
-) -> None:
+async def test_error_line_mid_stream_raises_status_minus_one(fake: FakeOllama, client: ollama.AsyncClient) -> None:
     fake.script(Reply("uno dos tres cuatro", error_after=2))
     got: list[str] = []
     with pytest.raises(ollama.ResponseError) as caught:
@@ -162,9 +156,7 @@ async def test_error_before_any_token_becomes_http_500(fake: FakeOllama, client:
     assert caught.value.status_code == 500
 
 
-async def test_abrupt_disconnect_raises_remote_protocol_error(
-    fake: FakeOllama, client: ollama.AsyncClient
-) -> None:
+async def test_abrupt_disconnect_raises_remote_protocol_error(fake: FakeOllama, client: ollama.AsyncClient) -> None:
     fake.script(Reply("uno dos tres cuatro", disconnect_after=2), Reply("uno dos", disconnect_after=1))
     got: list[str] = []
     with pytest.raises(httpx.RemoteProtocolError):
