@@ -12,6 +12,7 @@ from typing import Any
 from bench.stats import summary_ms
 from core.store import Store
 
+INSERT = "INSERT INTO messages (channel, author_id, role, text, created_at) VALUES (?, ?, ?, ?, ?)"
 SENTENCE = "Hoy fui al mercado con mi hermana y compramos fruta, pan y queso para la cena. "
 
 
@@ -20,7 +21,8 @@ def _fill(path: Path, channels: int, messages: int) -> None:
     now = time.time()
     with sqlite3.connect(path) as db:
         db.executemany(
-            "INSERT INTO lessons (channel, language, level, native, created_at, updated_at) VALUES (?, 'es', 'A2', 'en', ?, ?)",
+            "INSERT INTO lessons (channel, language, level, native, created_at, updated_at)"
+            " VALUES (?, 'es', 'A2', 'en', ?, ?)",
             [(f"bench:{c}", now, now) for c in range(channels)],
         )
         db.executemany(

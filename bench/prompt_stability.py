@@ -6,6 +6,8 @@ extends the last one costs only its new tokens; a turn that rewrites the start r
 
 from __future__ import annotations
 
+import itertools
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -49,26 +51,19 @@ async def run(quick: bool) -> dict[str, Any]:
                     pass
             await tutor.close()
         prompts = [_prompt_text(r["messages"]) for r in fake.chat_requests[1:]]
-    extends, reread, new = 0, [], []
-    for previous, current in zip(prompts, prompts[1:], strict=False):
-        common = 0
-        limit = min(len(previous), len(current))
-        while common < limit and previous[common] == current[common]:
-            common += 1
-        extends += current.startswith(previous)
-        reread.append(_tokens(current[common:]))
-        new.append(_tokens(current[len(previous) :]) if current.startswith(previous) else _tokens(current))
-    trims = len(prompts) - 1 - extends
+    extends, evaluated, new = 0, [], []
+    for previous, current in itertools.pairwise(prompts):
+        common = os.path.commonprefix([previous, current])  # noqa: RUF071 (characters are what is meant)
+        evaluated.append(_tokens(current[len(common) :]))
+        if current.startswith(previous):
+            extends += 1
+            new.append(_tokens(current[len(previous) :]))
     return {
         "turns": turns,
-        "num_ctx": 4096,
+        "num_ctx": settings.num_ctx,
         "turns_extending_previous_prompt": round(extends / (len(prompts) - 1), 4),
-        "context_trims": trims,
+        "context_trims": len(prompts) - 1 - extends,
         "mean_prompt_tokens": round(sum(_tokens(p) for p in prompts) / len(prompts)),
-        "mean_tokens_evaluated_per_turn": round(sum(reread) / len(reread), 1),
-        "mean_new_tokens_per_turn": round(
-            sum(_tokens(c[len(p) :]) for p, c in zip(prompts, prompts[1:], strict=False) if c.startswith(p))
-            / max(1, extends),
-            1,
-        ),
+        "mean_tokens_evaluated_per_turn": round(sum(evaluated) / len(evaluated), 1),
+        "mean_new_tokens_per_turn": round(sum(new) / max(1, len(new)), 1),
     }
