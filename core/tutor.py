@@ -72,6 +72,14 @@ class Reply:
         return self._chunks
 
 
+def _language(value: str | Language) -> Language:
+    return value if isinstance(value, Language) else find_language(value).language
+
+
+def _level(value: str | Level) -> Level:
+    return value if isinstance(value, Level) else Level.parse(value)
+
+
 class Tutor:
     """Lessons and conversations for every channel, whichever platform it is on."""
 
@@ -128,22 +136,10 @@ class Tutor:
         native: str | Language | None = None,
     ) -> Reply:
         """Start, switch or resume a lesson; the reply is the tutor's opening message."""
-        target = language if isinstance(language, Language) else find_language(language).language
+        target = _language(language)
         current = await self.lesson(channel)
-        explain = (
-            (native if isinstance(native, Language) else find_language(native).language)
-            if native
-            else current.native
-            if current
-            else self._default_native
-        )
-        chosen = (
-            (level if isinstance(level, Level) else Level.parse(level))
-            if level
-            else current.level
-            if current
-            else DEFAULT_LEVEL
-        )
+        explain = _language(native) if native else current.native if current else self._default_native
+        chosen = _level(level) if level else current.level if current else DEFAULT_LEVEL
         lesson = Lesson(channel.id, target, chosen, explain, group=channel.group, active=True)
         await self.store.save_lesson(lesson, new_conversation=current is not None and current.language != target)
         log.info("lesson started", extra={"channel": channel.id, "language": target.code, "level": chosen.value})
@@ -152,11 +148,10 @@ class Tutor:
         return reply
 
     async def set_level(self, channel: Channel, level: str | Level) -> Lesson:
-        return await self._change(channel, level=level if isinstance(level, Level) else Level.parse(level))
+        return await self._change(channel, level=_level(level))
 
     async def set_native(self, channel: Channel, language: str | Language) -> Lesson:
-        native = language if isinstance(language, Language) else find_language(language).language
-        return await self._change(channel, native=native)
+        return await self._change(channel, native=_language(language))
 
     async def pause(self, channel: Channel) -> Lesson:
         return await self._change(channel, active=False)
