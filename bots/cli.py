@@ -1,15 +1,16 @@
-"""`polyglott`: run the chat bots, or chat with the tutor in this terminal."""
+"""`polyglott`: run the chat bots, chat with the tutor in this terminal, check the setup, pull the model."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
 from collections.abc import Awaitable, Callable
 from signal import SIGINT, SIGTERM
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
 from core import logs
 from core.settings import Settings
@@ -31,6 +32,12 @@ def parser() -> argparse.ArgumentParser:
     chat.add_argument("--language", "-l", help="the language to learn, e.g. spanish")
     chat.add_argument("--level", help="CEFR level, A1 to C2")
     chat.add_argument("--native", help="the language for explanations")
+    doctor = commands.add_parser("doctor", help="check settings, Ollama, the model, the database and the tokens")
+    doctor.add_argument(
+        "--quick", action="store_true", help="no calls to Telegram or Discord (for a container health check)"
+    )
+    pull = commands.add_parser("pull", help="download the model through Ollama")
+    pull.add_argument("model", nargs="?", help="the model to pull (default: POLYGLOTT_MODEL)")
     return top
 
 
@@ -49,6 +56,9 @@ def adapters(settings: Settings) -> dict[str, Adapter]:
 
 
 async def run(settings: Settings) -> int:
+    """Serve every configured platform until SIGTERM or SIGINT; non-zero if an adapter failed."""
+    from bots.pull import ensure_model
+
     chosen = adapters(settings)
     if not chosen:
         print(
@@ -57,29 +67,72 @@ async def run(settings: Settings) -> int:
             file=sys.stderr,
         )
         return 2
+    if not await ensure_model(settings):
+        return 1
     tutor = await Tutor.open(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signal in (SIGINT, SIGTERM):
         loop.add_signal_handler(signal, stop.set)
+
+    async def serve(name: str, adapter: Adapter) -> bool:
+        """One adapter; if it fails, the others stop too: a half-running bot would hide the failure."""
+        try:
+            await adapter(tutor, settings, stop)
+        except Exception:
+            log.exception("adapter failed", extra={"adapter": name})
+            stop.set()
+            return False
+        return True
+
     try:
         log.info("starting", extra={"adapter": ",".join(chosen)})
-        await asyncio.gather(*(serve(tutor, settings, stop) for serve in chosen.values()))
+        served = await asyncio.gather(*(serve(name, adapter) for name, adapter in chosen.items()))
     finally:
         log.info("stopping", extra={"adapter": ",".join(chosen)})
+        for signal in (SIGINT, SIGTERM):
+            loop.remove_signal_handler(signal)
+        await tutor.close(GRACE)
+    return 0 if all(served) else 1
+
+
+async def chat(settings: Settings, args: argparse.Namespace) -> int:
+    """A lesson in this terminal. SIGTERM lets a reply being written finish within `GRACE` seconds; SIGINT
+    (Ctrl-C, someone at the keyboard) cuts it off at once. Either way what was written is stored, marked
+    interrupted if cut off, the database is closed cleanly and the exit status is 0: stopping is not failing."""
+    from bots.terminal import Terminal
+
+    tutor = await Tutor.open(settings)
+    terminal = Terminal(tutor)
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C stays a KeyboardInterrupt
+        loop.add_signal_handler(SIGTERM, terminal.stop, GRACE)
+        loop.add_signal_handler(SIGINT, terminal.stop, 0)
+    try:
+        await terminal.run(args.language, args.level, args.native)
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            for signal in (SIGINT, SIGTERM):
+                loop.remove_signal_handler(signal)
         await tutor.close(GRACE)
     return 0
 
 
-async def chat(settings: Settings, args: argparse.Namespace) -> int:
-    from bots.terminal import chat as terminal_chat
+async def doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from bots.doctor import doctor as check
 
-    tutor = await Tutor.open(settings)
-    try:
-        await terminal_chat(tutor, args.language, args.level, args.native)
-    finally:
-        await tutor.close()
-    return 0
+    return await check(settings, quick=args.quick)
+
+
+async def pull(settings: Settings, args: argparse.Namespace) -> int:
+    from bots.pull import pull as fetch
+
+    return await fetch(settings, args.model)
+
+
+def secrets(settings: Settings) -> list[str]:
+    """Every secret setting's value, for the log formatter to blank out wherever one turns up."""
+    return [value.get_secret_value() for value in vars(settings).values() if isinstance(value, SecretStr)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,13 +140,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings()
     except ValidationError as error:
+        if args.command == "doctor":
+            from bots.doctor import invalid_settings
+
+            return invalid_settings(error)
         print(f"Invalid settings:\n{error}", file=sys.stderr)
         return 2
-    logs.configure("WARNING" if args.command == "chat" else settings.log_level)
+    # Only the bots log as they go; the other commands talk to the person at the terminal.
+    logs.configure(settings.log_level if args.command == "run" else "WARNING", secrets(settings))
     try:
         if args.command == "run":
             return asyncio.run(run(settings))
-        return asyncio.run(chat(settings, args))
+        command = {"chat": chat, "doctor": doctor, "pull": pull}[args.command]
+        return asyncio.run(command(settings, args))
     except KeyboardInterrupt:
         return 130
 

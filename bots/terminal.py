@@ -3,15 +3,76 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import getpass
+import io
+import os
 import sys
+import threading
+from collections.abc import Awaitable, Iterator
 from typing import TextIO
 
 from core.commands import HELP, describe, learn_arguments, parse_command
 from core.errors import TutorError
+from core.lesson import Lesson
 from core.tutor import Channel, Learner, Reply, Tutor
 
 QUIT = {"quit", "exit", "q"}
+
+
+class Lines:
+    """Lines from stdin, read ahead by a daemon thread so the event loop stays free while nobody types.
+
+    Not `asyncio.to_thread(stdin.readline)`: `asyncio.run` waits at exit for its pool's threads, so one
+    blocked on a key press would keep a stopped chat alive until Enter. A daemon thread blocked in
+    `os.read` holds no lock and does not delay exit.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self._queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._thread: threading.Thread | None = None
+
+    async def next(self) -> str | None:
+        """The next line without its line break; None at the end of input (and ever after)."""
+        if self._thread is None:
+            loop = asyncio.get_running_loop()
+            self._thread = threading.Thread(target=self._read, args=(loop,), name="stdin", daemon=True)
+            self._thread.start()
+        line = await self._queue.get()
+        if line is None:
+            self._queue.put_nowait(None)
+        return line
+
+    def _read(self, loop: asyncio.AbstractEventLoop) -> None:
+        try:
+            for line in self._lines():
+                loop.call_soon_threadsafe(self._queue.put_nowait, line)
+            loop.call_soon_threadsafe(self._queue.put_nowait, None)
+        except RuntimeError:  # the loop closed while we waited for input: nobody is listening any more
+            pass
+
+    def _lines(self) -> Iterator[str]:
+        try:
+            fd = self.stream.fileno()
+        except (AttributeError, OSError, io.UnsupportedOperation):  # an in-memory stream
+            for line in iter(self.stream.readline, ""):
+                yield line.rstrip("\r\n")
+            return
+        decoder = codecs.getincrementaldecoder(getattr(self.stream, "encoding", None) or "utf-8")("replace")
+        pending = ""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the terminal went away
+                chunk = b""
+            pending += decoder.decode(chunk, final=not chunk)
+            *lines, pending = pending.split("\n")
+            yield from (line.rstrip("\r") for line in lines)
+            if not chunk:
+                break
+        if pending:
+            yield pending.rstrip("\r")
 
 
 class Terminal:
@@ -19,11 +80,24 @@ class Terminal:
 
     def __init__(self, tutor: Tutor, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
         self.tutor = tutor
-        self.stdin = stdin
+        self.lines = Lines(stdin)
         self.stdout = stdout
         user = getpass.getuser()
         self.channel = Channel(f"terminal:{user}")
         self.learner = Learner(f"terminal:{user}", user)
+        self._stopping = asyncio.Event()
+        self._now = asyncio.Event()
+        self._grace = float("inf")
+
+    def stop(self, grace: float) -> None:
+        """Stop reading input; a reply being written gets `grace` more seconds to finish (0: cut it off now).
+
+        A reply cut off is stored as interrupted, with the text shown so far.
+        """
+        self._stopping.set()
+        self._grace = min(self._grace, grace)
+        if self._grace <= 0:
+            self._now.set()
 
     def say(self, text: str) -> None:
         self.stdout.write(text + "\n")
@@ -32,8 +106,41 @@ class Terminal:
     async def read(self) -> str | None:
         self.stdout.write("you> ")
         self.stdout.flush()
-        line = await asyncio.to_thread(self.stdin.readline)  # keeps the loop free while waiting for a key
-        return None if line == "" else line.rstrip("\n")
+        return await self._next_line()
+
+    async def _next_line(self) -> str | None:
+        """The next line typed, or None at the end of input or once stopping."""
+        if self._stopping.is_set():
+            return None
+        reading = asyncio.ensure_future(self.lines.next())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({reading, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            if not reading.done():
+                reading.cancel()
+        if self._stopping.is_set():
+            self.say("")
+            return None
+        return reading.result()
+
+    async def _turn(self, work: Awaitable[bool]) -> bool:
+        """Run one turn to its end; once stopping, it has the grace period left, then it is cancelled."""
+        task = asyncio.ensure_future(work)
+        try:
+            await _first(task, self._stopping.wait())
+            if not task.done():
+                await _first(task, self._now.wait(), seconds=self._grace)
+        finally:
+            if not task.done():
+                task.cancel()
+            await asyncio.wait({task})
+        if task.cancelled():
+            self.say("")
+            self.say("⚠ Stopped in the middle of the reply; what was written is saved.")
+            return False
+        return task.result()
 
     async def stream(self, reply: Reply | None) -> None:
         if reply is None:
@@ -58,6 +165,14 @@ class Terminal:
             if answer is None:
                 return
             language = answer or None
+        if await self._turn(self.open(lesson, language, level, native)):
+            while (line := await self.read()) is not None:
+                if not await self._turn(self.handle(line)):
+                    break
+        self.say("¡Hasta luego! Your conversation is saved.")
+
+    async def open(self, lesson: Lesson | None, language: str | None, level: str | None, native: str | None) -> bool:
+        """Start the lesson asked for on the command line, or recall the one already going."""
         try:
             if language or level or native:
                 wanted = language or (lesson.language.name if lesson else None)
@@ -67,16 +182,13 @@ class Terminal:
                 self.say("Type /help for commands, /quit to leave.")
         except TutorError as error:
             self.say(f"⚠ {error}")
-        while (line := await self.read()) is not None:
-            if not await self.handle(line):
-                break
-        self.say("¡Hasta luego! Your conversation is saved.")
+        return True
 
     async def read_answer(self, question: str) -> str | None:
         self.stdout.write(question)
         self.stdout.flush()
-        line = await asyncio.to_thread(self.stdin.readline)
-        return None if line == "" else line.strip()
+        line = await self._next_line()
+        return None if line is None else line.strip()
 
     async def handle(self, line: str) -> bool:
         """Act on one line; False ends the session."""
@@ -121,5 +233,10 @@ class Terminal:
         return True
 
 
-async def chat(tutor: Tutor, language: str | None, level: str | None, native: str | None) -> None:
-    await Terminal(tutor).run(language, level, native)
+async def _first(task: asyncio.Future[bool], other: Awaitable[object], seconds: float | None = None) -> None:
+    """Wait until `task` is done, `other` is, or `seconds` pass, whichever comes first."""
+    waiter = asyncio.ensure_future(other)
+    try:
+        await asyncio.wait({task, waiter}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()

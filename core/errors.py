@@ -66,3 +66,12 @@ class ReplyInterrupted(TutorError):
 
     def __init__(self) -> None:
         super().__init__("My reply was cut off by a problem with the language model. Please send your message again.")
+
+
+class PullFailed(TutorError):
+    """Ollama could not fetch a model: most often a misspelt name or tag."""
+
+    def __init__(self, model: str, detail: str) -> None:
+        self.model = model
+        self.detail = detail
+        super().__init__(f"Could not pull {model}: {detail}. Check the name and tag at https://ollama.com/library.")

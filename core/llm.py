@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import httpx
 from ollama import AsyncClient, ResponseError
 
-from .errors import ModelFailed, ModelMissing, OllamaUnavailable, ReplyInterrupted
+from .errors import ModelFailed, ModelMissing, OllamaUnavailable, PullFailed, ReplyInterrupted
 from .settings import Settings
 
 
@@ -20,6 +20,31 @@ class Delta:
     done_reason: str | None = None
     prompt_tokens: int = 0
     output_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What `polyglott doctor` reports about the installed model."""
+
+    name: str
+    context_length: int | None = None  # the longest context the model was trained for
+    parameter_size: str | None = None
+    quantization: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a pull, as Ollama reports it: a status, and bytes done of a layer while downloading."""
+
+    status: str
+    completed: int = 0
+    total: int = 0
+    digest: str | None = None
+
+    @property
+    def fraction(self) -> float | None:
+        """How much of this layer is downloaded, or None for a step without a size (e.g. "writing manifest")."""
+        return min(1.0, self.completed / self.total) if self.total > 0 else None
 
 
 class Model:
@@ -42,6 +67,65 @@ class Model:
 
     async def close(self) -> None:
         await self.client._client.aclose()
+
+    # Operations: what `polyglott doctor`, `polyglott pull` and a start with AUTO_PULL need.
+
+    async def version(self) -> str:
+        """The server's version: the cheapest proof that Ollama is up. The ollama client has no call for it."""
+        try:
+            response = await self.client._client.get("/api/version")
+            response.raise_for_status()
+            return str(response.json()["version"])
+        except (httpx.ConnectError, httpx.TimeoutException) as error:
+            raise OllamaUnavailable(self.host) from error
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+            # Something answers at that address, but not as Ollama does.
+            raise ModelFailed(f"{self.host}/api/version answered {_describe(error)}") from error
+
+    async def show(self, name: str | None = None) -> ModelInfo:
+        """Details of an installed model; `ModelMissing` if it is not installed."""
+        name = name or self.name
+        try:
+            shown = await self.client.show(name)
+        except ResponseError as error:
+            if error.status_code == 404:
+                raise ModelMissing(name) from error
+            raise ModelFailed(f"{error.status_code}: {error.error}") from error
+        except (ConnectionError, httpx.ConnectError, httpx.TimeoutException) as error:
+            raise OllamaUnavailable(self.host) from error
+        except httpx.HTTPError as error:
+            raise ModelFailed(type(error).__name__) from error
+        details = shown.details
+        return ModelInfo(
+            name=name,
+            context_length=_context_length(shown.modelinfo or {}),
+            parameter_size=details.parameter_size if details else None,
+            quantization=details.quantization_level if details else None,
+        )
+
+    async def installed(self, name: str | None = None) -> bool:
+        try:
+            await self.show(name)
+        except ModelMissing:
+            return False
+        return True
+
+    async def pull(self, name: str | None = None) -> AsyncIterator[Progress]:
+        """Download a model through Ollama, yielding its progress; `PullFailed` unless it ends in success."""
+        name = name or self.name
+        last = ""
+        try:
+            async for part in await self.client.pull(name, stream=True):
+                last = part.status or ""
+                yield Progress(last, part.completed or 0, part.total or 0, part.digest)
+        except ResponseError as error:
+            raise PullFailed(name, str(error.error)) from error
+        except (ConnectionError, httpx.ConnectError) as error:
+            raise OllamaUnavailable(self.host) from error
+        except httpx.HTTPError as error:
+            raise PullFailed(name, f"the download broke off ({type(error).__name__})") from error
+        if last != "success":
+            raise PullFailed(name, f"Ollama stopped at “{last or 'nothing'}”")
 
     async def stream(self, messages: Sequence[Mapping[str, str]]) -> AsyncIterator[Delta]:
         """Yield the reply as it is written; raise a `TutorError` subclass on any failure."""
@@ -78,3 +162,18 @@ class Model:
         if started:
             return ReplyInterrupted()
         return ModelFailed(f"{error.status_code}: {error.error}")
+
+
+def _context_length(model_info: Mapping[str, object]) -> int | None:
+    """`<architecture>.context_length` from `/api/show`'s model_info (e.g. `qwen2.context_length`)."""
+    architecture = model_info.get("general.architecture")
+    value = model_info.get(f"{architecture}.context_length")
+    if value is None:  # an architecture name that does not prefix its keys
+        value = next((v for k, v in model_info.items() if k.endswith(".context_length")), None)
+    return value if isinstance(value, int) else None
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, httpx.HTTPStatusError):
+        return f"HTTP {error.response.status_code}"
+    return type(error).__name__

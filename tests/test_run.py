@@ -1,0 +1,89 @@
+"""`polyglott run` around its adapters: the model checked (or pulled) first, and one failure stopping all.
+
+The real adapters are replaced by small ones that record what they saw, so these tests are about `run` alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bots import cli
+from core.settings import Settings
+from core.tutor import Tutor
+from tests.conftest import MODEL
+from tests.fake_ollama import FakeOllama
+
+
+class Waiter:
+    """An adapter that serves until told to stop, noting whether the model was installed when it started."""
+
+    def __init__(self, ollama: FakeOllama) -> None:
+        self.ollama = ollama
+        self.started = False
+        self.model_was_installed: bool | None = None
+        self.stopped = False
+
+    async def __call__(self, tutor: Tutor, settings: Settings, stop: asyncio.Event) -> None:
+        self.started = True
+        self.model_was_installed = self.ollama.has_model(MODEL)
+        await stop.wait()
+        self.stopped = True
+
+
+async def crash(tutor: Tutor, settings: Settings, stop: asyncio.Event) -> None:
+    await asyncio.sleep(0.05)
+    raise RuntimeError("the platform said no")
+
+
+async def returns(tutor: Tutor, settings: Settings, stop: asyncio.Event) -> None:
+    """An adapter that ends on its own, so `run` returns without a signal."""
+
+
+async def stops(tutor: Tutor, settings: Settings, stop: asyncio.Event) -> None:
+    """An adapter that stops them all at once, as SIGTERM would."""
+    stop.set()
+
+
+def use(monkeypatch: pytest.MonkeyPatch, **found: cli.Adapter) -> None:
+    monkeypatch.setattr(cli, "adapters", lambda settings: found)
+
+
+async def test_an_adapter_that_fails_stops_the_others_and_run_exits_non_zero(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, ollama: FakeOllama
+) -> None:
+    other = Waiter(ollama)
+    use(monkeypatch, telegram=crash, discord=other)
+    assert await asyncio.wait_for(cli.run(settings), 10) == 1
+    assert other.stopped
+
+
+async def test_with_auto_pull_a_missing_model_is_pulled_before_the_bots_start(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, ollama: FakeOllama
+) -> None:
+    ollama.remove_model(MODEL)
+    bot = Waiter(ollama)
+    use(monkeypatch, telegram=bot, discord=stops)
+    assert await cli.run(settings.model_copy(update={"auto_pull": True})) == 0
+    assert bot.model_was_installed is True
+
+
+async def test_without_auto_pull_a_missing_model_stops_run_naming_the_pull_command(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, ollama: FakeOllama, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ollama.remove_model(MODEL)
+    bot = Waiter(ollama)
+    use(monkeypatch, telegram=bot)
+    assert await cli.run(settings) == 1
+    assert not bot.started
+    error = capsys.readouterr().err
+    assert f"ollama pull {MODEL}" in error and "POLYGLOTT_AUTO_PULL=true" in error
+
+
+async def test_ollama_down_at_start_does_not_keep_the_bots_from_starting(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, ollama: FakeOllama
+) -> None:
+    await ollama.stop()
+    use(monkeypatch, telegram=returns)
+    assert await cli.run(settings) == 0
