@@ -24,7 +24,7 @@ def to_html(markdown: str) -> str:
 
 def _blocks(tokens: list[Token]) -> str:
     out: list[str] = []
-    lists: list[list[int]] = []  # per open list: [next number] or [] for bullets
+    depth = 0  # lists open
     for token in tokens:
         kind = token.type
         if kind == "inline":
@@ -32,25 +32,19 @@ def _blocks(tokens: list[Token]) -> str:
         elif kind in ("paragraph_close", "heading_close"):
             if kind == "heading_close":
                 out.append("</b>")
-            out.append("\n" if lists else "\n\n")
+            out.append("\n" if depth else "\n\n")
         elif kind == "heading_open":
             out.append("<b>")
-        elif kind == "bullet_list_open":
-            lists.append([])
-        elif kind == "ordered_list_open":
-            lists.append([int(token.attrGet("start") or 1)])
+        elif kind in ("bullet_list_open", "ordered_list_open"):
+            depth += 1
         elif kind in ("bullet_list_close", "ordered_list_close"):
-            lists.pop()
-            if not lists:
+            depth -= 1
+            if not depth:
                 out.append("\n")
         elif kind == "list_item_open":
-            numbering = lists[-1] if lists else []
-            indent = "  " * (len(lists) - 1)
-            if numbering:
-                out.append(f"{indent}{numbering[0]}. ")
-                numbering[0] += 1
-            else:
-                out.append(f"{indent}• ")
+            # Numbers as the model wrote them: renumbering `1. 1. 1.` would make the text longer than its source.
+            marker = f"{token.info}{token.markup}" if token.info else "•"
+            out.append(f"{'  ' * (depth - 1)}{marker} ")
         elif kind in ("fence", "code_block"):
             language = (token.info or "").split()[0] if token.info else ""
             attribute = f' class="language-{escape(language)}"' if language else ""

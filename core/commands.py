@@ -33,11 +33,9 @@ class Command:
 def parse_command(text: str, bot_username: str | None = None) -> Command | None:
     """`/learn@polyglott_bot spanish b1` → Command("learn", ("spanish", "b1")); None if not a command
     (or addressed to another bot)."""
-    if not text.startswith("/"):
+    if not text.startswith("/") or not text[1:2].strip():  # "/" alone or "/ word" is not a command
         return None
     head, *args = text[1:].split()
-    if not head:
-        return None
     name, _, addressee = head.partition("@")
     if addressee and bot_username and addressee.casefold() != bot_username.casefold():
         return None

@@ -62,3 +62,4 @@ class Lesson:
     native: Language
     group: bool = False
     active: bool = True
+    answer_all: bool = False  # in a group: answer every message, not only those addressed to the tutor

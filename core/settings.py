@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     discord_guild_ids: IdList = Field(default_factory=list)
     discord_allowed_guilds: IdList = Field(default_factory=list)
     discord_teacher_role: str | None = None
+    discord_message_content: bool = False  # privileged intent: enable it in the developer portal first
 
     @field_validator("telegram_allowed_chats", "discord_guild_ids", "discord_allowed_guilds", mode="before")
     @classmethod

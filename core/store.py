@@ -72,6 +72,7 @@ MIGRATIONS: Sequence[str] = (
     );
     CREATE INDEX messages_by_channel ON messages(channel, id);
     """,
+    "ALTER TABLE lessons ADD COLUMN answer_all INTEGER NOT NULL DEFAULT 0;",
 )
 
 
@@ -121,6 +122,7 @@ class Store:
             native=by_code(row["native"]),
             group=bool(row["is_group"]),
             active=bool(row["active"]),
+            answer_all=bool(row["answer_all"]),
         )
 
     async def save_lesson(self, lesson: Lesson, *, new_conversation: bool = False) -> None:
@@ -128,11 +130,12 @@ class Store:
         now = time.time()
         await self._db.execute(
             """
-            INSERT INTO lessons (channel, language, level, native, is_group, active, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO lessons (channel, language, level, native, is_group, active, answer_all, created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(channel) DO UPDATE SET
                 language = excluded.language, level = excluded.level, native = excluded.native,
-                is_group = excluded.is_group, active = excluded.active, updated_at = excluded.updated_at,
+                is_group = excluded.is_group, active = excluded.active, answer_all = excluded.answer_all,
+                updated_at = excluded.updated_at,
                 context_start = CASE WHEN ? THEN
                     (SELECT COALESCE(MAX(id), 0) FROM messages WHERE channel = excluded.channel)
                     ELSE context_start END
@@ -144,6 +147,7 @@ class Store:
                 lesson.native.code,
                 int(lesson.group),
                 int(lesson.active),
+                int(lesson.answer_all),
                 now,
                 now,
                 int(new_conversation),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, replace
@@ -92,6 +93,8 @@ class Tutor:
         self._idle = asyncio.Event()
         self._idle.set()
         self._default_native = find_language(settings.default_native_language).language
+        # A lesson change reads, modifies and writes: two commands at once in one channel must not lose one.
+        self._changing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @classmethod
     async def open(cls, settings: Settings) -> Tutor:
@@ -137,11 +140,14 @@ class Tutor:
     ) -> Reply:
         """Start, switch or resume a lesson; the reply is the tutor's opening message."""
         target = _language(language)
-        current = await self.lesson(channel)
-        explain = _language(native) if native else current.native if current else self._default_native
-        chosen = _level(level) if level else current.level if current else DEFAULT_LEVEL
-        lesson = Lesson(channel.id, target, chosen, explain, group=channel.group, active=True)
-        await self.store.save_lesson(lesson, new_conversation=current is not None and current.language != target)
+        async with self._changes(channel):
+            current = await self.lesson(channel)
+            explain = _language(native) if native else current.native if current else self._default_native
+            chosen = _level(level) if level else current.level if current else DEFAULT_LEVEL
+            answer_all = current.answer_all if current else False  # a channel setting: a new language keeps it
+            lesson = Lesson(channel.id, target, chosen, explain, group=channel.group, answer_all=answer_all)
+            new_conversation = current is not None and current.language != target
+            await self.store.save_lesson(lesson, new_conversation=new_conversation)
         log.info("lesson started", extra={"channel": channel.id, "language": target.code, "level": chosen.value})
         reply = Reply(lesson)
         reply._chunks = self._generate(channel, lesson, reply)
@@ -156,6 +162,11 @@ class Tutor:
     async def pause(self, channel: Channel) -> Lesson:
         return await self._change(channel, active=False)
 
+    async def set_answer_all(self, channel: Channel, on: bool) -> Lesson:
+        """In a group: answer every message (a classroom practising together), or only those addressed to the
+        tutor. The adapter decides what "addressed" means and whether it can see the other messages at all."""
+        return await self._change(channel, answer_all=on)
+
     async def reset(self, channel: Channel) -> int:
         """Forget this channel's conversation; the lesson settings stay. Returns the messages deleted."""
         deleted = await self.store.forget(channel.id)
@@ -163,12 +174,19 @@ class Tutor:
         return deleted
 
     async def _change(self, channel: Channel, **changes: object) -> Lesson:
-        lesson = await self.lesson(channel)
-        if lesson is None:
-            raise NoLesson()
-        lesson = replace(lesson, **changes)
-        await self.store.save_lesson(lesson)
+        async with self._changes(channel):
+            lesson = await self.lesson(channel)
+            if lesson is None:
+                raise NoLesson()
+            lesson = replace(lesson, **changes)
+            await self.store.save_lesson(lesson)
         return lesson
+
+    def _changes(self, channel: Channel) -> asyncio.Lock:
+        lock = self._changing.get(channel.id)
+        if lock is None:
+            lock = self._changing[channel.id] = asyncio.Lock()
+        return lock
 
     # Conversation
 

@@ -125,3 +125,28 @@ async def test_sql_special_characters_are_stored_verbatim(tmp_path: Path) -> Non
     await store.add_message("x'); DROP TABLE messages; --", "user", text, author_id="u'1", author_name="O'Brien")
     assert [m.text for m in await store.history("x'); DROP TABLE messages; --")] == [text]
     await store.close()
+
+
+async def test_a_lesson_keeps_whether_it_answers_every_message(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    store = await Store.open(path)
+    await store.save_lesson(lesson("class", group=True))
+    assert (await store.lesson("class")).answer_all is False  # type: ignore[union-attr]
+    await store.save_lesson(Lesson("class", SPANISH, Level.A2, ENGLISH, group=True, answer_all=True))
+    await store.close()
+    store = await Store.open(path)
+    assert (await store.lesson("class")).answer_all is True  # type: ignore[union-attr]
+    await store.close()
+
+
+async def test_a_first_version_database_gains_the_answer_all_flag_off(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    with sqlite3.connect(path) as db:  # as the first release left it
+        db.executescript(MIGRATIONS[0])
+        db.execute("PRAGMA user_version = 1")
+        db.execute("INSERT INTO lessons VALUES ('c1', 'es', 'B1', 'en', 1, 1, 0, 0, 0)")
+    store = await Store.open(path)
+    assert await store.schema_version() == len(MIGRATIONS)
+    found = await store.lesson("c1")
+    assert found is not None and found.level == Level.B1 and found.answer_all is False
+    await store.close()

@@ -327,3 +327,29 @@ async def test_invented_corrections_never_reach_the_learner(tutor: Tutor, ollama
     ollama.script(Script('¡Genial!\n✏️ "yo tiene" → "yo tengo" — irregular\n✏️ "el gato" → "la gata" — invented'))
     text = await collect(await tutor.reply(DM, ANA, "yo tiene un perro"))
     assert '"yo tiene"' in text and "el gato" not in text
+
+
+async def test_answering_every_message_is_a_channel_setting_that_survives_a_new_language(tutor: Tutor) -> None:
+    with pytest.raises(NoLesson):
+        await tutor.set_answer_all(CLASS, True)
+    await collect(await tutor.start(CLASS, "spanish"))
+    assert (await tutor.lesson(CLASS)).answer_all is False  # type: ignore[union-attr]
+    assert (await tutor.set_answer_all(CLASS, True)).answer_all is True
+    await collect(await tutor.start(CLASS, "french", "B1"))
+    lesson = await tutor.lesson(CLASS)
+    assert lesson is not None and lesson.language.name == "French" and lesson.answer_all is True
+
+
+async def test_a_thread_inherits_its_channels_answer_every_message_setting(tutor: Tutor) -> None:
+    await collect(await tutor.start(CLASS, "italian"))
+    await tutor.set_answer_all(CLASS, True)
+    thread = Channel("test:thread:6", group=True, parent=CLASS.id)
+    lesson = await tutor.lesson(thread)
+    assert lesson is not None and lesson.answer_all is True
+
+
+async def test_lesson_changes_at_the_same_moment_are_all_kept(tutor: Tutor) -> None:
+    await tutor.start(CLASS, "spanish")
+    await asyncio.gather(tutor.set_level(CLASS, "C1"), tutor.set_native(CLASS, "german"), tutor.pause(CLASS))
+    lesson = await tutor.lesson(CLASS)
+    assert lesson is not None and (lesson.level, lesson.native.code, lesson.active) == (Level.C1, "de", False)
