@@ -1951,7 +1951,7 @@ class FakeDiscord:
                 message["message_reference"] = self._reference(target)
                 message["referenced_message"] = target
                 replied = int(target["author"]["id"])
-                ping = allowed is None or allowed.get("replied_user", True)
+                ping = allowed is None or allowed.get("replied_user", False)  # Discord: "default false"
                 if ping and replied != BOT_ID and all(int(u["id"]) != replied for u in users):
                     users.append(self.users[replied])
         return message
