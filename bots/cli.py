@@ -139,12 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         settings = Settings()
-    except ValidationError as error:
-        if args.command == "doctor":
-            from bots.doctor import invalid_settings
+    except ValidationError as error:  # one line per bad setting, never the values (a token could be one)
+        from bots.doctor import invalid_settings
 
+        if args.command == "doctor":
             return invalid_settings(error)
-        print(f"Invalid settings:\n{error}", file=sys.stderr)
+        invalid_settings(error, sys.stderr)
         return 2
     # Only the bots log as they go; the other commands talk to the person at the terminal.
     logs.configure(settings.log_level if args.command == "run" else "WARNING", secrets(settings))

@@ -283,7 +283,9 @@ class TelegramBot:
             # Only the bot-wide 30/s: per-chat and per-group budgets are the pacers', which know what is final.
             # max_retries=0 hands every RetryAfter to the relay, which waits it out itself.
             .rate_limiter(
-                AIORateLimiter(overall_max_rate=FloodLimit.MESSAGES_PER_SECOND, overall_time_period=1, group_max_rate=0)
+                AIORateLimiter(
+                    overall_max_rate=FloodLimit.MESSAGES_PER_SECOND, overall_time_period=time_scale, group_max_rate=0
+                )
             )
             .build()
         )

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 from typing import Protocol
 
@@ -23,6 +23,25 @@ log = logging.getLogger(__name__)
 
 TYPING_EVERY = 4.0  # Telegram shows "typing…" for 5 s, Discord for 10 s
 QUEUE_NOTICE_AFTER = 8.0  # seconds of waiting before the learner is told their place in line
+
+# How a reply's chunks reach the chat: `core.relay.relay`, unless a benchmark swaps in another pacing rule.
+RelayStrategy = Callable[[AsyncIterator[str], Target, Limits, ChatPacer | None], Awaitable[Delivery]]
+_relay: RelayStrategy = relay
+
+
+@contextlib.contextmanager
+def using_relay(strategy: RelayStrategy) -> Iterator[None]:
+    """Show every reply with `strategy` while the block runs, in every adapter of this process.
+
+    The benchmarks compare other bots' pacing rules with ours inside the same adapters; production never
+    calls this.
+    """
+    global _relay
+    previous, _relay = _relay, strategy
+    try:
+        yield
+    finally:
+        _relay = previous
 
 
 class Chat(Target, Protocol):
@@ -48,7 +67,7 @@ async def answer(
     first_text = asyncio.Event()
     keeper = asyncio.create_task(_keep_typing(reply, chat, first_text, queue_notice_after, typing_every))
     try:
-        return await relay(_marking_first(reply, first_text), chat, limits, pacer)
+        return await _relay(_marking_first(reply, first_text), chat, limits, pacer)
     except TutorError as error:
         log.info("reply failed", extra={"error": type(error).__name__})
         await _quietly(chat.notify(str(error)))

@@ -30,6 +30,11 @@ class ChatPacer:
     def waiting(self) -> int:
         return len(self._urgent) + len(self._normal)
 
+    def idle(self, now: float) -> bool:
+        """Nobody waiting, no pause and nothing granted within any window: forgetting it loses nothing."""
+        recent = self._log and self._log[-1] > now - self._longest
+        return not self.waiting and not recent and self._paused_until <= now
+
     def pause(self, seconds: float) -> None:
         """The platform said "retry after": nobody in this chat sends until then."""
         self._paused_until = max(self._paused_until, asyncio.get_running_loop().time() + seconds)
@@ -73,10 +78,20 @@ class ChatPacer:
 class Pacers:
     """One pacer per chat, made on first use with the platform's windows for that kind of chat."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int = 10_000) -> None:
         self._pacers: dict[str, ChatPacer] = {}
+        self._keep = keep  # past this many chats, idle pacers are dropped so memory stays flat
 
     def get(self, chat: str, windows: Sequence[tuple[int, float]]) -> ChatPacer:
         if chat not in self._pacers:
+            if len(self._pacers) >= self._keep:
+                self._forget_idle()
             self._pacers[chat] = ChatPacer(windows)
         return self._pacers[chat]
+
+    def __len__(self) -> int:
+        return len(self._pacers)
+
+    def _forget_idle(self) -> None:
+        now = asyncio.get_running_loop().time()
+        self._pacers = {chat: pacer for chat, pacer in self._pacers.items() if not pacer.idle(now)}

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from core.errors import ReplyInterrupted
-from core.pacing import ChatPacer
+from core.pacing import ChatPacer, Pacers
 from core.relay import DraftsUnavailable, Limits, RetryAfter, relay
 
 pytestmark = pytest.mark.looptime
@@ -213,3 +213,14 @@ async def test_refused_drafts_fall_back_to_send_then_edit() -> None:
     kinds = [op.kind for op in chat.ops]
     assert kinds[0] == "send" and "edit" in kinds
     assert delivery.texts == ["".join(words(10)).strip()]
+
+
+async def test_idle_chat_pacers_are_forgotten_once_there_are_many() -> None:
+    pacers = Pacers(keep=3)
+    busy = pacers.get("busy", [(1, 10.0)])
+    await busy.acquire()
+    for n in range(2):
+        pacers.get(f"quiet{n}", [(1, 10.0)])
+    pacers.get("new", [(1, 10.0)])
+    assert len(pacers) == 2
+    assert pacers.get("busy", [(1, 10.0)]) is busy
