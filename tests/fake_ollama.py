@@ -45,7 +45,7 @@ from typing import Any
 
 from aiohttp import web
 
-__all__ = ["DEFAULT_REGISTRY", "FakeModel", "FakeOllama", "Reply", "canonical_name", "split_tokens"]
+__all__ = ["DEFAULT_REGISTRY", "FakeModel", "FakeOllama", "Reply", "Stream", "canonical_name", "split_tokens"]
 
 # Messages the real server uses, so code matching on error text is tested against the real wording.
 RUNNER_CRASHED = "an error was encountered while running the model: unexpected EOF"
@@ -123,7 +123,7 @@ def _keep_alive_seconds(value: Any) -> float:
 class Reply:
     """One scripted answer to the next generation request.
 
-    Give `text` (split into word-ish tokens) or `tokens`, not both. `delay` is the pause between tokens
+    Give `text` (split into word-ish tokens) or `tokens`, not both. `delay` is the time from one token to the next
     (None: the server's `tokens_per_second` pacing); `first_token_delay` the wait before anything is sent
     (None: the server default). `status` answers with that HTTP error instead of streaming. `error_after`
     sends an `{"error": ...}` line after that many tokens; `disconnect_after` drops the connection after
@@ -147,6 +147,17 @@ class Reply:
         if not self.tokens:
             self.tokens = split_tokens(self.text)
         self.text = "".join(self.tokens)
+
+
+@dataclass
+class Stream:
+    """One streamed generation as it went out: each content token with the event-loop time it was written.
+
+    Benchmarks read these to time what the bot shows against what the model had produced.
+    """
+
+    messages: list[dict[str, Any]]
+    tokens: list[tuple[float, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -254,6 +265,7 @@ class FakeOllama:
         self.version = version
         self.scripted: deque[Reply] = deque()
         self.requests: list[tuple[str, Any]] = []
+        self.streams: list[Stream] = []  # streamed generations, oldest first
         self.active = 0
         self.max_active = 0
         self.loaded: dict[str, float] = {}  # canonical name -> expiry (time.time()), for /api/ps
@@ -382,6 +394,7 @@ class FakeOllama:
     def reset(self) -> None:
         """Forget recorded requests, the concurrency peak and unplayed scripts."""
         self.requests.clear()
+        self.streams.clear()
         self.scripted.clear()
         self.max_active = self.active
 
@@ -710,11 +723,17 @@ class FakeOllama:
             return self._json(chunk(content, thinking or None, **final()))
 
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        stream = Stream(messages)
+        self.streams.append(stream)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         for i, (kind, token) in enumerate(plan):
-            if i and delay > 0:
-                await asyncio.sleep(delay)
+            if i and delay > 0:  # on a schedule, so the set rate holds even when sleeps overshoot
+                await asyncio.sleep(max(0.0, began + i * delay - loop.time()))
             if not response.prepared:
                 await response.prepare(request)
+            if kind == "content":
+                stream.tokens.append((loop.time(), token))
             obj = chunk(thinking=token) if kind == "thinking" else chunk(token)
             await response.write(_dumps(obj | {"done": False}))
 

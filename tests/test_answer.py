@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from core.answer import answer
-from core.relay import Limits
+from core.answer import answer, using_relay
+from core.pacing import ChatPacer
+from core.relay import Delivery, Limits, Target, relay
 from core.tutor import Channel, Learner, Tutor
 from tests.fake_ollama import FakeOllama
 from tests.fake_ollama import Reply as Script
@@ -102,3 +104,23 @@ async def test_a_long_wait_in_line_is_announced_once(tutor: Tutor, ollama: FakeO
     )
     assert results[1] is not None and results[1].texts == ["¡Ya!"]
     assert len(chat.notices) == 1 and "1 person is ahead of you" in chat.notices[0]
+
+
+async def test_a_relay_swapped_in_shows_the_replies_until_the_block_ends(tutor: Tutor, ollama: FakeOllama) -> None:
+    """Benchmarks run other bots' pacing rules inside the same adapters."""
+    channel = Channel("dm")
+    await started(tutor, channel)
+    used: list[str] = []
+
+    async def counting(chunks: AsyncIterator[str], target: Target, limits: Limits, pacer: ChatPacer | None) -> Delivery:
+        used.append("swapped")
+        return await relay(chunks, target, limits, pacer)
+
+    with using_relay(counting):
+        reply = await tutor.reply(channel, ANA, "Hola")
+        assert reply is not None
+        assert await answer(reply, Chat(), LIMITS) is not None
+    reply = await tutor.reply(channel, ANA, "Otra vez")
+    assert reply is not None
+    assert await answer(reply, Chat(), LIMITS) is not None
+    assert used == ["swapped"]
