@@ -16,8 +16,9 @@ import asyncio
 import logging
 import re
 import sys
+from collections.abc import Awaitable
 from dataclasses import replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import discord
 from discord import app_commands
@@ -30,16 +31,20 @@ from core.languages import Language, find_language, suggest
 from core.lesson import Level
 from core.logs import content
 from core.pacing import ChatPacer, Pacers
-from core.relay import Limits
+from core.relay import Limits, RetryAfter
 from core.settings import Settings
 from core.tutor import Channel, Learner, Reply, Tutor
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Discord allows about 5 message creates and 5 edits per 5 s in a channel (undocumented), and discord.py
 # sleeps through a 429 instead of failing, so the bot must never reach it: one budget of 4 per 5 s for
 # sends and edits together leaves headroom for clock skew between us and Discord.
 WINDOWS: tuple[tuple[int, float], ...] = ((4, 5.0),)
+# Discord's global limit is 50 requests a second for the whole bot; a burst of DMs would cross it (and
+# discord.py gives up after five 429s), so every send, edit and typing call also draws on one bot-wide budget.
+BOT_WINDOWS: tuple[tuple[int, float], ...] = ((40, 1.0),)
 LIMITS = Limits(max_length=2000, edit_interval=1.0)
 TEXT_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
 
@@ -83,6 +88,7 @@ class Polyglott(discord.Client):
         self.windows = [(count, period * time_scale) for count, period in WINDOWS]
         self.limits = replace(LIMITS, edit_interval=LIMITS.edit_interval * time_scale)
         self.pacers = Pacers()
+        self.budget = ChatPacer([(count, period * time_scale) for count, period in BOT_WINDOWS])
         self.stopping = False
         self._busy: set[asyncio.Task[Any]] = set()
         self.tree: app_commands.CommandTree[Polyglott] = app_commands.CommandTree(self)
@@ -151,7 +157,7 @@ class Polyglott(discord.Client):
         allowed = message.guild is None or self._allowed(message.guild.id)
         if not addressed and not (allowed and await self._answers_all(channel)):
             return
-        chat = MessageChat(message, self.pacers.get(channel.id, self.windows))
+        chat = MessageChat(message, self.pacers.get(channel.id, self.windows), self.budget)
         try:
             if allowed:
                 await self._converse(message, channel, chat, addressed)
@@ -263,31 +269,44 @@ class Polyglott(discord.Client):
             log.warning("could not answer /%s (code %s)", name, failure.code, extra=extra)
 
 
+async def _within(budget: ChatPacer, call: Awaitable[T], *, urgent: bool = True) -> T:
+    """One request within the bot-wide budget. A 429 that outlasted discord.py's own retries goes back to the
+    relay as a retry-after, so a final text is tried again rather than lost."""
+    await budget.acquire(urgent=urgent)
+    try:
+        return await call
+    except discord.HTTPException as error:
+        if error.status == 429:
+            raise RetryAfter(1.0) from error
+        raise
+
+
 class MessageChat:
     """A channel as seen from one learner's message: the reply's first part and any notice quote it."""
 
-    def __init__(self, message: discord.Message, pacer: ChatPacer) -> None:
+    def __init__(self, message: discord.Message, pacer: ChatPacer, budget: ChatPacer) -> None:
         self.channel = message.channel
         self.pacer = pacer
+        self.budget = budget
         self._quote = message.to_reference(fail_if_not_exists=False)  # the learner may delete theirs meanwhile
         self._quoted = False
 
     async def send(self, text: str) -> discord.Message:
         if self._quoted:
-            return await self.channel.send(text)
-        sent = await self.channel.send(text, reference=self._quote)
+            return await _within(self.budget, self.channel.send(text))
+        sent = await _within(self.budget, self.channel.send(text, reference=self._quote))
         self._quoted = True
         return sent
 
     async def edit(self, message: discord.Message, text: str) -> None:
-        await message.edit(content=text)
+        await _within(self.budget, message.edit(content=text))
 
     async def typing(self) -> None:
-        await self.channel.typing()
+        await _within(self.budget, self.channel.typing(), urgent=False)
 
     async def notify(self, text: str) -> None:
         await self.pacer.acquire(urgent=True)
-        await self.channel.send(text, reference=self._quote)
+        await _within(self.budget, self.channel.send(text, reference=self._quote))
 
 
 class InteractionChat:

@@ -63,7 +63,10 @@ class Model:
         }
         # Never the client's default of no timeout: a hung server would silence a chat forever.
         timeout = httpx.Timeout(settings.request_timeout, connect=min(10.0, settings.request_timeout))
-        self.client = AsyncClient(host=self.host, timeout=timeout)
+        # One connection per request the queue lets through: httpx's default pool of 100 would otherwise queue
+        # requests inside httpcore, where waiting costs CPU (the throughput benchmark found it).
+        pool = httpx.Limits(max_connections=settings.max_parallel + 4, max_keepalive_connections=settings.max_parallel)
+        self.client = AsyncClient(host=self.host, timeout=timeout, limits=pool)
 
     async def close(self) -> None:
         await self.client._client.aclose()

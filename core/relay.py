@@ -124,6 +124,7 @@ class _Shower:
         self.loop = asyncio.get_running_loop()
 
     async def follow(self, buffer: _Buffer) -> None:
+        self.buffer = buffer
         while True:
             await buffer.changed.wait()
             buffer.changed.clear()
@@ -167,6 +168,11 @@ class _Shower:
         while True:
             if self.pacer is not None:
                 await self.pacer.acquire(urgent=final)
+                # In a busy chat the wait can be long: spend the update on the newest text, which may be final
+                # by now, rather than on the snapshot taken before waiting.
+                text, final = self._latest(index, text, final)
+                if index < len(messages) and messages[index].text == text:
+                    return
             try:
                 if index < len(messages):
                     await self.target.edit(messages[index].handle, text)
@@ -180,6 +186,12 @@ class _Shower:
                 await self._back_off(error.seconds)
                 if not final:
                     return  # a newer text will be shown on the next round anyway
+
+    def _latest(self, index: int, text: str, final: bool) -> tuple[str, bool]:
+        parts = [p.strip() for p in split_message(self.buffer.text, self.limits.max_length)]
+        if index >= len(parts) or not parts[index]:
+            return text, final
+        return parts[index], final or self.buffer.done or index < len(parts) - 1
 
     async def _draft(self, text: str) -> None:
         try:

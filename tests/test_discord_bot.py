@@ -446,6 +446,32 @@ async def test_a_burst_from_a_whole_class_is_answered_completely_without_a_singl
     )
 
 
+@pytest.mark.slow
+async def test_a_burst_of_dms_stays_within_discords_global_limit(
+    settings: Settings, bot_settings: Settings, ollama: FakeOllama
+) -> None:
+    """Sixty learners write at once, each in a DM (no shared channel budget): only the bot-wide budget keeps the
+    bot under Discord's 50 requests a second, which discord.py would otherwise give up on after five 429s."""
+    tutor = await Tutor.open(settings.model_copy(update={"max_parallel": 60}))
+    ollama.responder = lambda messages: Script("Hola, ¿qué tal? " * 6, delay=0.002)
+    scale = 0.5  # the global window is short already: shrink it less, or scheduling jitter alone would cross it
+    async with FakeDiscord(time_scale=scale, ratelimit_headers=False, global_limit=(50, 1.0)) as fake:
+        learners = [fake.add_user(f"learner{i}", global_name=f"Learner {i}") for i in range(60)]
+        dms = [fake.dm_channel(user) for user in learners]
+        for dm in dms:
+            async for _ in await tutor.start(Channel(f"discord:{dm}"), "spanish"):
+                pass
+        try:
+            bot = build_bot(tutor, bot_settings, time_scale=scale)
+            async with fake.connected(bot):
+                sent = [await fake.send_dm(user, "Hola") for user in learners]
+                await fake.wait_until(lambda: all(replies_to(fake, m) for m in sent) and settled(bot), timeout=60)
+        finally:
+            await tutor.close()
+    assert fake.rate_limited == []
+    assert all(replies_to(fake, m)[0]["content"] == ("Hola, ¿qué tal? " * 6).strip() for m in sent)
+
+
 async def test_a_long_reply_is_split_at_2000_characters_keeping_its_code_block(
     fake: FakeDiscord, bot: Polyglott, ollama: FakeOllama
 ) -> None:

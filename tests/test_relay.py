@@ -224,3 +224,14 @@ async def test_idle_chat_pacers_are_forgotten_once_there_are_many() -> None:
     pacers.get("new", [(1, 10.0)])
     assert len(pacers) == 2
     assert pacers.get("busy", [(1, 10.0)]) is busy
+
+
+async def test_an_update_that_waited_for_the_chat_budget_shows_the_newest_text() -> None:
+    chat = RecordingChat()
+    pacer = ChatPacer([(1, 5.0)])
+    await pacer.acquire()  # the chat's budget is spent for the next 5 s
+    parts = words(20)
+    delivery = await relay(tokens(parts, every=0.1), chat, Limits(max_length=4000, edit_interval=0.0), pacer)
+    assert [op.kind for op in chat.ops] == ["send"]
+    assert chat.ops[0].text == "".join(parts).strip()
+    assert delivery.updates == 1
