@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 
@@ -11,8 +12,8 @@ def percentile(values: Sequence[float], p: float) -> float:
     if not values:
         return 0.0
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(p / 100 * len(ordered) + 0.5) - 1))
-    return ordered[rank]
+    rank = math.ceil(p / 100 * len(ordered) - 1e-9)  # 1-based; the tolerance keeps 0.95 * 100 at 95
+    return ordered[max(1, min(len(ordered), rank)) - 1]
 
 
 def summary_ms(seconds: Sequence[float]) -> dict[str, float]:

@@ -12,21 +12,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Any
 
 from bench.world import Kind, World
+from core.llm import POOL_SPARE
 
 MODEL_RATE = 1000.0  # tokens per second per request: a fast model, so the bot is what is measured
 ANSWER_CHARS = 400  # about 100 tokens
 TELEGRAM_PER_SECOND = 30  # Telegram's global limit, which the adapter's AIORateLimiter applies to every call
 DISCORD_PER_SECOND = 50  # Discord's global limit per bot
-OLLAMA_POOL = 100  # httpx's default max_connections, which the ollama client keeps: streams beyond it wait
 LOST_AFTER = 45.0  # seconds: an answer not complete by then never will be (its sends were given up on)
 
 
 async def run(quick: bool) -> dict[str, Any]:
     conversations, turns = (100, 1) if quick else (500, 2)
     world = World(scale=1.0, tokens_per_second=MODEL_RATE, max_parallel=conversations)
+    pool = conversations + POOL_SPARE  # core.llm sizes the Ollama client's pool to MAX_PARALLEL and a few spare
     async with world:
         telegram = world.add_chats("telegram-dm", conversations // 2)
         discord = world.add_chats("discord-dm", conversations - len(telegram))
@@ -53,14 +55,16 @@ async def run(quick: bool) -> dict[str, Any]:
         cpu = after["cpu"] - before["cpu"]
         telegram_calls = sum("chat_id" in c.params for c in world.telegram.calls[calls[0] :])  # not the long polls
         discord_calls = len(world.discord.calls) - calls[1]
-        use = {
+        rates = {
             "the bot's CPU (one core)": cpu / wall,
             "the fakes' CPU (the benchmark's own core)": (fakes_after - fakes_before) / wall,
             f"Telegram's global budget ({TELEGRAM_PER_SECOND} requests/s)": telegram_calls / wall / TELEGRAM_PER_SECOND,
             f"Discord's global budget ({DISCORD_PER_SECOND} requests/s)": discord_calls / wall / DISCORD_PER_SECOND,
-            f"the Ollama client's connection pool ({OLLAMA_POOL})": world.ollama.max_active / OLLAMA_POOL,
         }
-        bottleneck = max(use, key=use.__getitem__)
+        slots = {f"the Ollama client's connection pool ({pool})": world.ollama.max_active / pool}
+        use = rates | slots
+        # A pool that was never full held nothing back, however close it came.
+        bottleneck = max(use if world.ollama.max_active >= pool else rates, key=use.__getitem__)
 
         await world.tell({"cmd": "profile", "on": True})
         await _talk(
@@ -93,6 +97,7 @@ async def run(quick: bool) -> dict[str, Any]:
             "telegram": len(world.telegram.flood_errors) - floods[0],
             "discord": len(world.discord.rate_limited) - floods[1],
         },
+        "telegram_429s_by_window": dict(Counter(f.scope for f in world.telegram.flood_errors[floods[0] :])),
         "platform_requests": {"telegram": telegram_calls, "discord": discord_calls},
         "model_streams_at_once_max": world.ollama.max_active,
         "utilisation": {k: round(v, 2) for k, v in use.items()},

@@ -281,10 +281,14 @@ class TelegramBot:
             .base_file_url(f"{api}/file/bot")
             .concurrent_updates(True)  # one slow chat must not hold up the others
             # Only the bot-wide 30/s: per-chat and per-group budgets are the pacers', which know what is final.
+            # One call per 1/30 s rather than 30 per second: aiolimiter's bucket of 30 would let 60 through in
+            # a second after a quiet spell, and Telegram answers the 31st with a 429 (the benchmark found it).
             # max_retries=0 hands every RetryAfter to the relay, which waits it out itself.
             .rate_limiter(
                 AIORateLimiter(
-                    overall_max_rate=FloodLimit.MESSAGES_PER_SECOND, overall_time_period=time_scale, group_max_rate=0
+                    overall_max_rate=1,
+                    overall_time_period=time_scale / FloodLimit.MESSAGES_PER_SECOND,
+                    group_max_rate=0,
                 )
             )
             .build()

@@ -11,6 +11,8 @@ from ollama import AsyncClient, ResponseError
 from .errors import ModelFailed, ModelMissing, OllamaUnavailable, PullFailed, ReplyInterrupted
 from .settings import Settings
 
+POOL_SPARE = 4  # connections beyond MAX_PARALLEL streams, for doctor's checks and a pull alongside them
+
 
 @dataclass(frozen=True)
 class Delta:
@@ -65,7 +67,9 @@ class Model:
         timeout = httpx.Timeout(settings.request_timeout, connect=min(10.0, settings.request_timeout))
         # One connection per request the queue lets through: httpx's default pool of 100 would otherwise queue
         # requests inside httpcore, where waiting costs CPU (the throughput benchmark found it).
-        pool = httpx.Limits(max_connections=settings.max_parallel + 4, max_keepalive_connections=settings.max_parallel)
+        pool = httpx.Limits(
+            max_connections=settings.max_parallel + POOL_SPARE, max_keepalive_connections=settings.max_parallel
+        )
         self.client = AsyncClient(host=self.host, timeout=timeout, limits=pool)
 
     async def close(self) -> None:

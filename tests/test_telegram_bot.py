@@ -446,6 +446,39 @@ async def test_a_burst_of_mentions_from_a_class_finishes_complete_without_flood_
     assert len(telegram.chat_texts(GROUP)) == len(students)  # one message each, no stray notices
 
 
+@pytest.mark.slow
+async def test_a_burst_of_private_chats_stays_within_telegrams_global_limit(
+    settings: Settings, ollama: FakeOllama
+) -> None:
+    """Sixty learners write at once after a quiet spell, each in a private chat (no shared chat budget), with
+    drafts refused so every update is a message or an edit: only the bot-wide budget keeps the bot under
+    Telegram's 30 calls a second, even in the first second, when a bucket-style limiter would let 60 through."""
+    scale = 0.5  # the global window is short already: shrink it less, or scheduling jitter alone would cross it
+    tutor = await Tutor.open(settings.model_copy(update={"max_parallel": 60}))
+    ollama.responder = lambda messages: Script("Hola, ¿qué tal? " * 6, delay=0.002)
+    learners = range(500, 560)
+    async with FakeTelegram(time_scale=scale, drafts_mode="unavailable") as telegram:
+        settings = settings.model_copy(
+            update={"telegram_token": SecretStr(telegram.token), "telegram_api_url": telegram.url}
+        )
+        for user in learners:
+            async for _ in await tutor.start(Channel(f"telegram:{user}"), "spanish"):
+                pass
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(tutor, settings, stop, time_scale=scale))
+        try:
+            await telegram.wait_for(lambda: bool(telegram.calls_to("getUpdates")), within=10)
+            for user in learners:
+                telegram.add_private_message(user, "Hola")
+            expected = ("Hola, ¿qué tal? " * 6).strip()
+            await telegram.wait_for(lambda: all(telegram.chat_texts(u) == [expected] for u in learners), within=60)
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+            await tutor.close()
+    assert telegram.flood_errors == []
+
+
 # Rendering and limits
 
 
