@@ -5,7 +5,8 @@ it needs, how many messages it handles per second, and what stops it from handli
 The bot runs in its own process (bench/botproc.py), so its CPU seconds and peak RSS are its own; the fakes
 and this driver are the other process. Each conversation writes its next message once the answer to the
 previous one is complete. The first bottleneck is the resource the run used the largest share of: the
-bot's core, the fakes' core, Telegram's or Discord's global request budget, or the model's slots.
+bot's core, the fakes' core, the adapters' shares of Telegram's or Discord's global request budget, or the
+Ollama client's connection pool.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from collections import Counter
 from typing import Any
 
 from bench.world import Kind, World
+from bots.discord_bot import BOT_WINDOWS
+from bots.telegram_bot import MessageRateLimiter
 from core.llm import POOL_SPARE
 
 MODEL_RATE = 1000.0  # tokens per second per request: a fast model, so the bot is what is measured
 ANSWER_CHARS = 400  # about 100 tokens
-TELEGRAM_PER_SECOND = 30  # Telegram's global limit, which the adapter's AIORateLimiter applies to every call
-DISCORD_PER_SECOND = 50  # Discord's global limit per bot
+TELEGRAM_PER_SECOND = MessageRateLimiter.PER_SECOND  # the adapter's share of Telegram's 30 messages a second
+DISCORD_PER_SECOND = BOT_WINDOWS[0][0]  # the adapter's share of Discord's 50 requests a second
+TELEGRAM_MESSAGES = frozenset({"sendMessage", "editMessageText", "editMessageReplyMarkup"})  # not drafts or typing
 LOST_AFTER = 45.0  # seconds: an answer not complete by then never will be (its sends were given up on)
 
 
@@ -54,12 +58,13 @@ async def run(quick: bool) -> dict[str, Any]:
         characters = sum(len(t) for s in world.ollama.streams[streams:] for _, t in s.tokens)
         cpu = after["cpu"] - before["cpu"]
         telegram_calls = sum("chat_id" in c.params for c in world.telegram.calls[calls[0] :])  # not the long polls
+        sends = sum(c.method in TELEGRAM_MESSAGES for c in world.telegram.calls[calls[0] :])
         discord_calls = len(world.discord.calls) - calls[1]
         rates = {
             "the bot's CPU (one core)": cpu / wall,
             "the fakes' CPU (the benchmark's own core)": (fakes_after - fakes_before) / wall,
-            f"Telegram's global budget ({TELEGRAM_PER_SECOND} requests/s)": telegram_calls / wall / TELEGRAM_PER_SECOND,
-            f"Discord's global budget ({DISCORD_PER_SECOND} requests/s)": discord_calls / wall / DISCORD_PER_SECOND,
+            f"the bot's Telegram budget ({TELEGRAM_PER_SECOND} messages/s)": sends / wall / TELEGRAM_PER_SECOND,
+            f"the bot's Discord budget ({DISCORD_PER_SECOND} requests/s)": discord_calls / DISCORD_PER_SECOND / wall,
         }
         slots = {f"the Ollama client's connection pool ({pool})": world.ollama.max_active / pool}
         use = rates | slots
@@ -99,6 +104,7 @@ async def run(quick: bool) -> dict[str, Any]:
         },
         "telegram_429s_by_window": dict(Counter(f.scope for f in world.telegram.flood_errors[floods[0] :])),
         "platform_requests": {"telegram": telegram_calls, "discord": discord_calls},
+        "telegram_messages_and_edits": sends,
         "model_streams_at_once_max": world.ollama.max_active,
         "utilisation": {k: round(v, 2) for k, v in use.items()},
         "first_bottleneck": bottleneck,

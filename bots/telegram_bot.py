@@ -20,7 +20,7 @@ import logging
 import re
 import traceback
 import warnings
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -116,6 +116,38 @@ EXPIRED = "This button has expired. Send /learn to start again."
 SORRY = "Sorry, something went wrong on my side. Please try again."
 
 _draft_ids = itertools.count(1)
+ApiResult = bool | dict[str, Any] | list[dict[str, Any]]  # what a Bot API call returns, as PTB's limiter sees it
+
+
+class MessageRateLimiter(AIORateLimiter):
+    """Telegram's bot-wide 30 messages a second, sent evenly at 25 a second; typing and drafts are not messages.
+
+    Evenly, because aiolimiter's bucket of 30 lets 60 through in a second after a quiet spell, and Telegram
+    answers the 31st with a 429 (the throughput benchmark found it); 25, because calls spaced 1/30 s apart
+    arrive bunched by jitter (a busy event loop, the network), and 5 to spare absorbs about 200 ms. Drafts and
+    typing pass freely, paced per chat by the relay: queued behind messages they would delay the first words
+    of every reply. Per-chat and per-group budgets are the pacers', which know which update is final.
+    max_retries=0 hands every RetryAfter to the relay, which waits it out itself.
+    """
+
+    PREVIEWS = frozenset({"sendMessageDraft", "sendChatAction"})
+    PER_SECOND = FloodLimit.MESSAGES_PER_SECOND - 5
+
+    def __init__(self, time_scale: float = 1.0) -> None:
+        super().__init__(overall_max_rate=1, overall_time_period=time_scale / self.PER_SECOND, group_max_rate=0)
+
+    async def process_request(
+        self,
+        callback: Callable[..., Coroutine[Any, Any, ApiResult]],
+        args: Any,
+        kwargs: dict[str, Any],
+        endpoint: str,
+        data: dict[str, Any],
+        rate_limit_args: int | None,
+    ) -> ApiResult:
+        if endpoint in self.PREVIEWS:
+            return await callback(*args, **kwargs)
+        return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
 
 
 @dataclass(frozen=True)
@@ -280,17 +312,7 @@ class TelegramBot:
             .base_url(f"{api}/bot")
             .base_file_url(f"{api}/file/bot")
             .concurrent_updates(True)  # one slow chat must not hold up the others
-            # Only the bot-wide 30/s: per-chat and per-group budgets are the pacers', which know what is final.
-            # One call per 1/30 s rather than 30 per second: aiolimiter's bucket of 30 would let 60 through in
-            # a second after a quiet spell, and Telegram answers the 31st with a 429 (the benchmark found it).
-            # max_retries=0 hands every RetryAfter to the relay, which waits it out itself.
-            .rate_limiter(
-                AIORateLimiter(
-                    overall_max_rate=1,
-                    overall_time_period=time_scale / FloodLimit.MESSAGES_PER_SECOND,
-                    group_max_rate=0,
-                )
-            )
+            .rate_limiter(MessageRateLimiter(time_scale))
             .build()
         )
         # With max_retries=0 the limiter logs each RetryAfter as an error with a traceback; it is handled here.
