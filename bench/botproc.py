@@ -5,7 +5,8 @@ The benchmark starts it with the settings in the environment (POLYGLOTT_*) and t
 stdout, one JSON object a line:
 
     → {"cmd": "relay", "name": "every-chunk"}   show replies with another pacing rule from now on
-    → {"cmd": "usage"}                          ← {"cpu": …, "maxrss_kb": …, "time": …}
+    → {"cmd": "usage"}                          ← {"cpu": …, "maxrss_kb": …, "time": …, "loop_lag": {…}}
+                                                (the loop's lag since the last "usage")
     → {"cmd": "profile", "on": true}            start a CPU-time cProfile; `"on": false` stops it
                                                 ← {"profiled_cpu_s": …, "packages": {…}, "functions": [...]}
     → {"cmd": "stop"}                           stop serving, like SIGTERM ← {"ok": true}, then at exit
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.baselines import strategies
+from bench.lag import LoopLag
 from bots import discord_bot, telegram_bot
 from core.answer import using_relay
 from core.settings import Settings
@@ -94,9 +96,11 @@ class Bot:
         self.stack = contextlib.ExitStack()
         self.stop = asyncio.Event()
         self.profile: cProfile.Profile | None = None
+        self.lag = LoopLag()
 
     async def run(self, discord_api: str, discord_gateway: str) -> None:
         tutor = await Tutor.open(self.settings)
+        self.lag.start()
         telegram = asyncio.create_task(telegram_bot.serve(tutor, self.settings, self.stop, time_scale=self.scale))
         client = discord_bot.build_bot(tutor, self.settings, time_scale=self.scale)
         client._connection.guild_ready_timeout = 0.05  # the fake sends every guild at once, as in the tests
@@ -113,6 +117,7 @@ class Bot:
             await asyncio.gather(telegram, gateway, return_exceptions=True)
             commands.cancel()
         self.stack.close()
+        await self.lag.stop()
         await tutor.close()
 
     async def listen(self) -> None:
@@ -130,7 +135,7 @@ class Bot:
                 self.stack.enter_context(using_relay(self.relays[command["name"]]))
                 return {"ok": True}
             case "usage":
-                return usage()
+                return usage() | {"loop_lag": self.lag.take()}
             case "profile" if command["on"]:
                 self.profile = cProfile.Profile(time.process_time)  # CPU time: waiting in epoll is not cost
                 self.profile.enable()

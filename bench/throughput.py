@@ -16,6 +16,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from bench.lag import sampling
 from bench.world import Kind, World
 from bots.discord_bot import BOT_WINDOWS
 from bots.telegram_bot import MessageRateLimiter
@@ -48,7 +49,8 @@ async def run(quick: bool) -> dict[str, Any]:
         before, fakes_before = await world.tell({"cmd": "usage"}), time.process_time()
         began = asyncio.get_running_loop().time()
         chats = [("telegram-dm", c) for c in telegram] + [("discord-dm", c) for c in discord]
-        done = await _talk(world, chats, turns)
+        async with sampling() as fakes_lag:
+            done = await _talk(world, chats, turns)
         after, fakes_after = await world.tell({"cmd": "usage"}), time.process_time()
 
         peak = after["maxrss_kb"]  # before profiling, which keeps its own tables
@@ -102,7 +104,16 @@ async def run(quick: bool) -> dict[str, Any]:
             "telegram": len(world.telegram.flood_errors) - floods[0],
             "discord": len(world.discord.rate_limited) - floods[1],
         },
-        "telegram_429s_by_window": dict(Counter(f.scope for f in world.telegram.flood_errors[floods[0] :])),
+        "event_loop_lag": {"bot": after["loop_lag"], "fakes (they time-stamp arrivals)": fakes_lag.take()},
+        "429s_by_window": {
+            "telegram": dict(Counter(f.scope for f in world.telegram.flood_errors[floods[0] :])),
+            "discord": dict(
+                Counter(
+                    "global" if (c.response or {}).get("global") else "route"
+                    for c in world.discord.rate_limited[floods[1] :]
+                )
+            ),
+        },
         "platform_requests": {"telegram": telegram_calls, "discord": discord_calls},
         "telegram_messages_and_edits": sends,
         "model_streams_at_once_max": world.ollama.max_active,
