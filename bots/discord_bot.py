@@ -30,7 +30,7 @@ from core.errors import NoLesson, TutorError
 from core.languages import Language, find_language, suggest
 from core.lesson import Level
 from core.logs import content
-from core.pacing import ChatPacer, Pacers
+from core.pacing import ChatPacer, Pacers, scaled
 from core.relay import Limits, RetryAfter
 from core.settings import Settings
 from core.tutor import Channel, Learner, Reply, Tutor
@@ -85,10 +85,10 @@ class Polyglott(discord.Client):
         super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
         self.tutor = tutor
         self.settings = settings
-        self.windows = [(count, period * time_scale) for count, period in WINDOWS]
+        self.windows = scaled(WINDOWS, time_scale)
         self.limits = replace(LIMITS, edit_interval=LIMITS.edit_interval * time_scale)
         self.pacers = Pacers()
-        self.budget = ChatPacer([(count, period * time_scale) for count, period in BOT_WINDOWS])
+        self.budget = ChatPacer(scaled(BOT_WINDOWS, time_scale))
         self.stopping = False
         self._busy: set[asyncio.Task[Any]] = set()
         self.tree: app_commands.CommandTree[Polyglott] = app_commands.CommandTree(self)

@@ -68,7 +68,7 @@ from core.errors import NoLesson, TutorError, UnknownLanguage
 from core.languages import CATALOG, POPULAR, Language, by_code, find_language
 from core.lesson import Level
 from core.logs import content
-from core.pacing import ChatPacer, Pacers
+from core.pacing import ChatPacer, Pacers, scaled
 from core.relay import DraftsUnavailable, Limits
 from core.settings import Settings
 from core.tutor import Channel, Learner, Reply, Tutor
@@ -575,7 +575,7 @@ class TelegramBot:
     def _chat(self, place: Place, message: Message | None = None) -> TelegramChat:
         """A way into `place`; in a group, answers quote the `message` they answer."""
         windows = GROUP_WINDOWS if place.group else PRIVATE_WINDOWS
-        pacer = self.pacers.get(str(place.chat_id), [(count, period * self.scale) for count, period in windows])
+        pacer = self.pacers.get(str(place.chat_id), scaled(windows, self.scale))
         quote = message.message_id if message is not None and place.group else None
         return TelegramChat(self.application.bot, place, pacer, self.scale, quote)
 

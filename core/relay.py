@@ -100,9 +100,9 @@ async def relay(chunks: AsyncIterator[str], target: Target, limits: Limits, pace
     """
     buffer = _Buffer()
     reader = asyncio.create_task(buffer.fill(chunks))
-    shower = _Shower(target, limits, pacer)
+    shower = _Shower(buffer, target, limits, pacer)
     try:
-        await shower.follow(buffer)
+        await shower.follow()
     finally:
         if not reader.done():
             reader.cancel()
@@ -113,7 +113,8 @@ async def relay(chunks: AsyncIterator[str], target: Target, limits: Limits, pace
 
 
 class _Shower:
-    def __init__(self, target: Target, limits: Limits, pacer: ChatPacer | None) -> None:
+    def __init__(self, buffer: _Buffer, target: Target, limits: Limits, pacer: ChatPacer | None) -> None:
+        self.buffer = buffer
         self.target = target
         self.limits = limits
         self.pacer = pacer
@@ -123,13 +124,13 @@ class _Shower:
         self.delivery = Delivery()
         self.loop = asyncio.get_running_loop()
 
-    async def follow(self, buffer: _Buffer) -> None:
-        self.buffer = buffer
+    async def follow(self) -> None:
+        buffer = self.buffer
         while True:
             await buffer.changed.wait()
             buffer.changed.clear()
             done = buffer.done
-            parts = [p.strip() for p in split_message(buffer.text, self.limits.max_length)]
+            parts = self._parts()
             if done and not any(parts) and not self.delivery.messages and buffer.error is None:
                 parts = ["…"]  # the model said nothing: still close the turn visibly
             # Every part but the last is finished and shown in full, in order.
@@ -187,8 +188,12 @@ class _Shower:
                 if not final:
                     return  # a newer text will be shown on the next round anyway
 
+    def _parts(self) -> list[str]:
+        """The text so far as the platform's messages: every part but the last is finished."""
+        return [p.strip() for p in split_message(self.buffer.text, self.limits.max_length)]
+
     def _latest(self, index: int, text: str, final: bool) -> tuple[str, bool]:
-        parts = [p.strip() for p in split_message(self.buffer.text, self.limits.max_length)]
+        parts = self._parts()
         if index >= len(parts) or not parts[index]:
             return text, final
         return parts[index], final or self.buffer.done or index < len(parts) - 1
