@@ -1,8 +1,8 @@
 """Everything around a streamed reply that every chat platform needs: typing, queue notices, errors.
 
-Adapters hand over a `Reply` and a `Chat`; this keeps the typing indicator alive while the learner
-waits, tells them their place when the model is busy, relays the text at the platform's pace, and turns
-any failure into a short message in the chat instead of silence.
+The conversation hands over a `Reply` and the adapter's `Surface`; this keeps the typing indicator alive
+while the learner waits, tells them their place when the model is busy, relays the text at the platform's
+pace, and turns any failure into a short message in the chat instead of silence.
 """
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import aclosing
-from typing import Protocol
 
 from .errors import TutorError
-from .pacing import ChatPacer
-from .relay import Delivery, Limits, Target, relay
+from .i18n import Voice, _n
+from .outcome import Buttons, Note, Surface
+from .relay import Delivery, relay
 from .tutor import Reply
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,9 @@ log = logging.getLogger(__name__)
 TYPING_EVERY = 4.0  # Telegram shows "typing…" for 5 s, Discord for 10 s
 QUEUE_NOTICE_AFTER = 8.0  # seconds of waiting before the learner is told their place in line
 
-# How a reply's chunks reach the chat: `core.relay.relay`, unless a benchmark swaps in another pacing rule.
-RelayStrategy = Callable[[AsyncIterator[str], Target, Limits, ChatPacer | None], Awaitable[Delivery]]
+# How a reply's chunks reach the chat: `core.relay.relay`, unless a benchmark swaps in another pacing rule
+# (which then shows no buttons: the benchmarks' replies have none).
+RelayStrategy = Callable[..., Awaitable[Delivery]]
 _relay: RelayStrategy = relay
 
 
@@ -44,33 +45,29 @@ def using_relay(strategy: RelayStrategy) -> Iterator[None]:
         _relay = previous
 
 
-class Chat(Target, Protocol):
-    async def typing(self) -> None:
-        """Show that the tutor is writing (the platform's chat action or typing indicator)."""
-
-    async def notify(self, text: str) -> None:
-        """Post a short plain-text message: a notice or an error, never a traceback."""
-
-
 async def answer(
     reply: Reply,
-    chat: Chat,
-    limits: Limits,
-    pacer: ChatPacer | None = None,
+    surface: Surface,
+    say: Voice,
+    buttons: Buttons = (),
     *,
     queue_notice_after: float = QUEUE_NOTICE_AFTER,
     typing_every: float = TYPING_EVERY,
 ) -> Delivery | None:
-    """Show `reply` in `chat`; return what was shown, or None when it failed (the learner was told)."""
+    """Show `reply` on `surface`; return what was shown, or None when it failed (the learner was told, in
+    `say`'s language)."""
     if reply.notice:
-        await _quietly(chat.notify(reply.notice))
+        await _quietly(surface.note(Note(say(reply.notice))))
     first_text = asyncio.Event()
-    keeper = asyncio.create_task(_keep_typing(reply, chat, first_text, queue_notice_after, typing_every))
+    keeper = asyncio.create_task(_keep_typing(reply, surface, say, first_text, queue_notice_after, typing_every))
     try:
-        return await _relay(_marking_first(reply, first_text), chat, limits, pacer)
+        chunks = _marking_first(reply, first_text)
+        if buttons:
+            return await _relay(chunks, surface, surface.limits, surface.pacer, buttons)
+        return await _relay(chunks, surface, surface.limits, surface.pacer)
     except TutorError as error:
         log.info("reply failed", extra={"error": type(error).__name__})
-        await _quietly(chat.notify(str(error)))
+        await _quietly(surface.note(Note(say(error.message))))
         return None
     finally:
         keeper.cancel()
@@ -85,25 +82,31 @@ async def _marking_first(reply: Reply, first_text: asyncio.Event) -> AsyncIterat
             yield chunk
 
 
-async def _keep_typing(reply: Reply, chat: Chat, first_text: asyncio.Event, notice_after: float, every: float) -> None:
+async def _keep_typing(
+    reply: Reply, surface: Surface, say: Voice, first_text: asyncio.Event, notice_after: float, every: float
+) -> None:
     """Typing until the first words show; one notice if the wait in line is long."""
     waited = 0.0
     told = False
     while not first_text.is_set():
-        await _quietly(chat.typing())
+        await _quietly(surface.typing())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(first_text.wait(), every)
         waited += every
         position = reply.position or 0
         if not told and waited >= notice_after and position > 0:
             told = True
-            ahead = "1 person is" if position == 1 else f"{position} people are"
-            await _quietly(chat.notify(f"⏳ The tutor is busy: {ahead} ahead of you. Your answer is coming."))
+            busy = _n(
+                "⏳ The tutor is busy: {n} person is ahead of you. Your answer is coming.",
+                "⏳ The tutor is busy: {n} people are ahead of you. Your answer is coming.",
+                position,
+            )
+            await _quietly(surface.note(Note(say(busy))))
 
 
-async def _quietly(call: object) -> None:
+async def _quietly(call: Awaitable[object]) -> None:
     """A typing indicator or notice that fails must not take the reply down with it."""
     try:
-        await call  # type: ignore[misc]
+        await call
     except Exception as error:
         log.warning("chat side-call failed", extra={"error": type(error).__name__})

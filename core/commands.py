@@ -1,27 +1,47 @@
-"""The chat commands every adapter understands, and their help, so all platforms say the same."""
+"""The chat commands, the same on every platform: names, what they take, who may use them, their help."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .i18n import Msg, _
 from .lesson import Level
 
-COMMANDS: dict[str, str] = {
-    "learn": "Start or switch a lesson: /learn spanish [A1–C2]",
-    "level": "Change the level: /level B1",
-    "native": "The language for explanations: /native english",
-    "status": "Show this chat's lesson",
-    "reset": "Forget this chat's conversation",
-    "stop": "Pause the lesson (/learn resumes it)",
-    "help": "What I can do",
-}
 
-HELP = (
-    "I'm Polyglott, a language tutor. Chat with me in the language you're learning and I'll answer at your "
-    "level and point out mistakes as we go.\n\n"
-    + "\n".join(f"/{name} — {text}" for name, text in COMMANDS.items())
-    + "\n\nEverything stays on this server: your messages go to a local model, not to a third party."
+@dataclass(frozen=True)
+class Spec:
+    """One command as every adapter registers it: Telegram `/name args`, a Discord slash command, a terminal line."""
+
+    name: str
+    description: Msg  # one line, ≤ 100 characters in every language (Discord's limit; Telegram allows 256)
+    usage: str = ""  # the arguments, as typed after the name
+    teacher: bool = False  # changes a classroom's lesson: teachers only in a group
+    groups_only: bool = False
+
+
+COMMANDS: tuple[Spec, ...] = (
+    Spec("start", _("What I am and how to begin")),
+    Spec("learn", _("Start or switch a lesson"), "<language> [A1–C2]", teacher=True),
+    Spec("level", _("Change the level"), "<A1–C2>", teacher=True),
+    Spec("native", _("The language I explain in and speak to you in"), "<language>"),
+    Spec("status", _("Show this chat's lesson")),
+    Spec("reset", _("Forget this chat's conversation"), teacher=True),
+    Spec("stop", _("Pause the lesson (/learn resumes it)"), teacher=True),
+    Spec("classroom", _("Answer every message here, or only mentions"), "on|off", teacher=True, groups_only=True),
+    Spec("mydata", _("See or delete what I keep about you")),
+    Spec("help", _("What I can do")),
 )
+BY_NAME: dict[str, Spec] = {spec.name: spec for spec in COMMANDS}
+# What each option means, where a platform shows options (Discord's slash commands): command → option → help.
+OPTIONS: dict[str, dict[str, Msg]] = {
+    "learn": {
+        "language": _("The language to learn (leave out to pick from a list)"),
+        "level": _("How well you know it already"),
+    },
+    "level": {"level": _("A1 is a beginner, C2 near-native")},
+    "native": {"language": _("The language I explain mistakes in")},
+    "classroom": {"mode": _("on: answer every message; off: only when mentioned or replied to")},
+}
 
 
 @dataclass(frozen=True)
@@ -36,7 +56,7 @@ def parse_command(text: str, bot_username: str | None = None) -> Command | None:
     if not text.startswith("/") or not text[1:2].strip():  # "/" alone or "/ word" is not a command
         return None
     head, *args = text[1:].split()
-    name, _, addressee = head.partition("@")
+    name, _sep, addressee = head.partition("@")
     if addressee and bot_username and addressee.casefold() != bot_username.casefold():
         return None
     return Command(name.casefold(), tuple(args))
@@ -49,9 +69,3 @@ def learn_arguments(args: tuple[str, ...] | list[str]) -> tuple[str | None, str 
     if words and words[-1].upper() in Level.__members__:
         level = words.pop().upper()
     return (" ".join(words) or None), level
-
-
-def describe(language: str, level: str, native: str, active: bool = True) -> str:
-    """A one-line summary of a lesson for /status."""
-    state = "" if active else " (paused)"
-    return f"Learning {language} at level {level}, explanations in {native}{state}."

@@ -4,53 +4,73 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .i18n import Msg, _
+
 if TYPE_CHECKING:
     from .languages import Language
 
 
 class TutorError(Exception):
-    """Base class: `str(error)` is a one-line message for the chat, never a traceback."""
+    """Base class: `error.message` is one line for the chat, never a traceback, rendered in the reader's
+    language by whoever shows it; `str(error)` is its English text, for logs and the terminal's tests."""
+
+    def __init__(self, message: Msg) -> None:
+        super().__init__(str(message))
+        self.message = message
 
 
 class UnknownLanguage(TutorError):
     def __init__(self, query: str, suggestions: tuple[Language, ...]) -> None:
         self.query = query
         self.suggestions = suggestions
-        shown = query.strip()[:40] or "that"
+        shown = query.strip()[:40] or "?"
         if suggestions:
-            names = ", ".join(lang.name for lang in suggestions)
-            super().__init__(f"I don't know the language “{shown}”. Did you mean: {names}?")
+            names = ", ".join(str(lang) for lang in suggestions)
+            super().__init__(_("I don't know the language “{query}”. Did you mean: {names}?", query=shown, names=names))
         else:
-            super().__init__(f"I don't know the language “{shown}”. Try a name like Spanish, français or de.")
+            super().__init__(
+                _("I don't know the language “{query}”. Try a name like Spanish, français or de.", query=shown)
+            )
 
 
 class InvalidLevel(TutorError):
     def __init__(self, query: str) -> None:
-        super().__init__(f"“{query.strip()[:20]}” is not a level. Use one of A1, A2, B1, B2, C1, C2.")
+        super().__init__(
+            _("“{query}” is not a level. Use one of A1, A2, B1, B2, C1, C2.", query=query.strip()[:20] or "?")
+        )
 
 
 class NoLesson(TutorError):
     def __init__(self) -> None:
-        super().__init__("There is no lesson here yet. Start one with /learn <language>, e.g. /learn spanish.")
+        super().__init__(_("There is no lesson here yet. Start one with /learn <language>, e.g. /learn spanish."))
 
 
 class LessonPaused(TutorError):
     def __init__(self) -> None:
-        super().__init__("The lesson is paused. Send /learn to pick it up again.")
+        super().__init__(_("The lesson is paused. Send /learn to pick it up again."))
+
+
+class NotTeacher(TutorError):
+    """A student tried to change a classroom's lesson."""
+
+    def __init__(self) -> None:
+        super().__init__(_("Sorry, only teachers can change this lesson. Ask your teacher!"))
 
 
 class OllamaUnavailable(TutorError):
     def __init__(self, host: str) -> None:
         self.host = host
         super().__init__(
-            f"I can't reach the language model at {host}. Is Ollama running? Start it with `ollama serve`."
+            _("I can't reach the language model at {host}. Is Ollama running? Start it with `ollama serve`.", host=host)
         )
 
 
 class ModelMissing(TutorError):
     def __init__(self, model: str) -> None:
         self.model = model
-        super().__init__(f"The model {model} is not installed. The operator can add it with `ollama pull {model}`.")
+        super().__init__(
+            _("The model {model} is not installed. The operator can add it with `ollama pull {model}`.", model=model)
+        )
 
 
 class ModelFailed(TutorError):
@@ -58,14 +78,16 @@ class ModelFailed(TutorError):
 
     def __init__(self, detail: str) -> None:
         self.detail = detail
-        super().__init__("The language model ran into a problem. Please try again in a moment.")
+        super().__init__(_("The language model ran into a problem. Please try again in a moment."))
 
 
 class ReplyInterrupted(TutorError):
     """The stream broke after some text: the partial reply is kept, marked as cut off."""
 
     def __init__(self) -> None:
-        super().__init__("My reply was cut off by a problem with the language model. Please send your message again.")
+        super().__init__(
+            _("My reply was cut off by a problem with the language model. Please send your message again.")
+        )
 
 
 class PullFailed(TutorError):
@@ -74,4 +96,10 @@ class PullFailed(TutorError):
     def __init__(self, model: str, detail: str) -> None:
         self.model = model
         self.detail = detail
-        super().__init__(f"Could not pull {model}: {detail}. Check the name and tag at https://ollama.com/library.")
+        super().__init__(
+            _(
+                "Could not pull {model}: {detail}. Check the name and tag at https://ollama.com/library.",
+                model=model,
+                detail=detail,
+            )
+        )

@@ -76,11 +76,15 @@ for _lang in CATALOG:
     for _key in (_lang.code, _lang.name, _lang.autonym, *_lang.aliases):
         _BY_KEY.setdefault(_fold(_key), _lang)
 _KEYS = list(_BY_KEY)
+_BY_CODE: dict[str, Language] = {lang.code: lang for lang in CATALOG}
 
 
 def by_code(code: str) -> Language:
-    """The catalog entry for a stored ISO code."""
-    return next(lang for lang in CATALOG if lang.code == code)
+    """The catalog entry for a stored ISO code; `UnknownLanguage` for a code that is not (or no longer) in it."""
+    found = _BY_CODE.get(code)
+    if found is None:
+        raise UnknownLanguage(code, ())
+    return found
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from .errors import InvalidLevel
+from .i18n import Msg, _
 from .languages import Language
 
 
@@ -31,6 +32,21 @@ class Level(StrEnum):
     @property
     def style(self) -> str:
         return _STYLE[self]
+
+    @property
+    def label(self) -> Msg:
+        """What the level means, in a word or two, for people who do not know the CEFR."""
+        return _LABELS[self]
+
+
+_LABELS = {
+    Level.A1: _("beginner"),
+    Level.A2: _("elementary"),
+    Level.B1: _("intermediate"),
+    Level.B2: _("upper intermediate"),
+    Level.C1: _("advanced"),
+    Level.C2: _("proficient"),
+}
 
 
 # From the CEFR descriptors: what a learner at the level understands, and so how the tutor must write.

@@ -71,16 +71,19 @@ class Model:
             max_connections=settings.max_parallel + POOL_SPARE, max_keepalive_connections=settings.max_parallel
         )
         self.client = AsyncClient(host=self.host, timeout=timeout, limits=pool)
+        # The ollama client has no call for /api/version: a small client of our own asks it.
+        self._http = httpx.AsyncClient(base_url=self.host, timeout=timeout)
 
     async def close(self) -> None:
-        await self.client._client.aclose()
+        await self.client.close()
+        await self._http.aclose()
 
     # Operations: what `polyglott doctor`, `polyglott pull` and a start with AUTO_PULL need.
 
     async def version(self) -> str:
         """The server's version: the cheapest proof that Ollama is up. The ollama client has no call for it."""
         try:
-            response = await self.client._client.get("/api/version")
+            response = await self._http.get("/api/version")
             response.raise_for_status()
             return str(response.json()["version"])
         except (httpx.ConnectError, httpx.TimeoutException) as error:

@@ -12,10 +12,13 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .pacing import ChatPacer
 from .splitting import split_message
+
+if TYPE_CHECKING:
+    from .outcome import Buttons
 
 
 class RetryAfter(Exception):
@@ -31,11 +34,12 @@ class DraftsUnavailable(Exception):
 
 
 class Target(Protocol):
-    """Where a reply is shown. `send` returns a handle that `edit` takes back."""
+    """Where a reply is shown. `send` returns a handle that `edit` takes back; `buttons` come with the final
+    text of a reply's last message only."""
 
-    async def send(self, text: str) -> Any: ...
+    async def send(self, text: str, buttons: Buttons = ()) -> Any: ...
 
-    async def edit(self, message: Any, text: str) -> None: ...
+    async def edit(self, message: Any, text: str, buttons: Buttons = ()) -> None: ...
 
 
 class DraftTarget(Target, Protocol):
@@ -92,15 +96,21 @@ class _Buffer:
             self.changed.set()
 
 
-async def relay(chunks: AsyncIterator[str], target: Target, limits: Limits, pacer: ChatPacer | None = None) -> Delivery:
-    """Show `chunks` on `target`; return once the complete text is shown.
+async def relay(
+    chunks: AsyncIterator[str],
+    target: Target,
+    limits: Limits,
+    pacer: ChatPacer | None = None,
+    buttons: Buttons = (),
+) -> Delivery:
+    """Show `chunks` on `target`, with `buttons` under the final text; return once the complete text is shown.
 
     If the stream fails, the text so far is finalized and the error is re-raised for the adapter to
     report; a chat never keeps a half-updated reply silently.
     """
     buffer = _Buffer()
     reader = asyncio.create_task(buffer.fill(chunks))
-    shower = _Shower(buffer, target, limits, pacer)
+    shower = _Shower(buffer, target, limits, pacer, buttons)
     try:
         await shower.follow()
     finally:
@@ -113,8 +123,11 @@ async def relay(chunks: AsyncIterator[str], target: Target, limits: Limits, pace
 
 
 class _Shower:
-    def __init__(self, buffer: _Buffer, target: Target, limits: Limits, pacer: ChatPacer | None) -> None:
+    def __init__(
+        self, buffer: _Buffer, target: Target, limits: Limits, pacer: ChatPacer | None, buttons: Buttons
+    ) -> None:
         self.buffer = buffer
+        self.buttons = buttons  # still to show, with the last message's final text
         self.target = target
         self.limits = limits
         self.pacer = pacer
@@ -160,7 +173,7 @@ class _Shower:
 
     async def _show(self, index: int, text: str, *, final: bool) -> None:
         messages = self.delivery.messages
-        if index < len(messages) and messages[index].text == text:
+        if index < len(messages) and messages[index].text == text and not self._with_buttons(index, final):
             return
         if self.drafting and not final:
             if text != self.draft_text:
@@ -172,21 +185,28 @@ class _Shower:
                 # In a busy chat the wait can be long: spend the update on the newest text, which may be final
                 # by now, rather than on the snapshot taken before waiting.
                 text, final = self._latest(index, text, final)
-                if index < len(messages) and messages[index].text == text:
+                if index < len(messages) and messages[index].text == text and not self._with_buttons(index, final):
                     return
+            buttons = self.buttons if self._with_buttons(index, final) else ()
             try:
                 if index < len(messages):
-                    await self.target.edit(messages[index].handle, text)
+                    await self.target.edit(messages[index].handle, text, buttons)
                     messages[index].text, messages[index].at = text, self.loop.time()
                 else:
-                    handle = await self.target.send(text)
+                    handle = await self.target.send(text, buttons)
                     messages.append(Shown(handle, text, self.loop.time()))
+                if buttons:
+                    self.buttons = ()
                 self.delivery.updates += 1
                 return
             except RetryAfter as error:
                 await self._back_off(error.seconds)
                 if not final:
                     return  # a newer text will be shown on the next round anyway
+
+    def _with_buttons(self, index: int, final: bool) -> bool:
+        """Whether this update is the one that must carry the buttons: the last message's final text."""
+        return bool(self.buttons) and final and self.buffer.done and index >= len(self._parts()) - 1
 
     def _parts(self) -> list[str]:
         """The text so far as the platform's messages: every part but the last is finished."""

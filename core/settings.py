@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_content: bool = False
     auto_pull: bool = False
+    # On SIGTERM: how long replies being written may take to finish before they are cut off and stored so.
+    shutdown_grace: float = Field(default=5.0, ge=0)
 
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"

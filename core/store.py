@@ -11,7 +11,8 @@ from typing import Literal
 
 import aiosqlite
 
-from .languages import by_code
+from .errors import UnknownLanguage
+from .languages import Language, by_code
 from .lesson import Lesson, Level
 
 Role = Literal["user", "assistant"]
@@ -73,7 +74,28 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX messages_by_channel ON messages(channel, id);
     """,
     "ALTER TABLE lessons ADD COLUMN answer_all INTEGER NOT NULL DEFAULT 0;",
+    """
+    ALTER TABLE learners ADD COLUMN native TEXT;
+    CREATE TABLE levels (
+        channel TEXT NOT NULL,
+        language TEXT NOT NULL,
+        level TEXT NOT NULL CHECK (level IN ('A1','A2','B1','B2','C1','C2')),
+        PRIMARY KEY (channel, language)
+    );
+    INSERT INTO levels (channel, language, level) SELECT channel, language, level FROM lessons;
+    CREATE INDEX messages_by_author ON messages(author_id);
+    """,
 )
+
+
+@dataclass(frozen=True)
+class Kept:
+    """One stored message, as a learner's data export lists it."""
+
+    channel: str
+    at: float
+    role: Role
+    text: str
 
 
 class Store:
@@ -117,9 +139,9 @@ class Store:
             return None
         return Lesson(
             channel=row["channel"],
-            language=by_code(row["language"]),
+            language=by_code(row["language"]),  # a language that left the catalog: the learner is told
             level=Level(row["level"]),
-            native=by_code(row["native"]),
+            native=_native(row["native"]),
             group=bool(row["is_group"]),
             active=bool(row["active"]),
             answer_all=bool(row["answer_all"]),
@@ -153,6 +175,57 @@ class Store:
                 int(new_conversation),
             ),
         )
+        await self._db.execute(
+            """INSERT INTO levels (channel, language, level) VALUES (?, ?, ?)
+               ON CONFLICT(channel, language) DO UPDATE SET level = excluded.level""",
+            (lesson.channel, lesson.language.code, lesson.level.value),
+        )
+
+    # Learners
+
+    async def learner_language(self, learner: str) -> str | None:
+        """The ISO code of a learner's own language (for what is said to them alone), if known."""
+        async with self._db.execute("SELECT native FROM learners WHERE id = ?", (learner,)) as cursor:
+            row = await cursor.fetchone()
+        return row["native"] if row else None
+
+    async def set_learner_language(self, learner: str, name: str, code: str) -> None:
+        now = time.time()
+        await self._db.execute(
+            """INSERT INTO learners (id, name, first_seen, last_seen, native) VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT(id) DO UPDATE SET native = excluded.native""",
+            (learner, name, now, now, code),
+        )
+
+    async def kept(self, learner: str) -> list[Kept]:
+        """Everything stored that a learner wrote, and the tutor's answers to it, oldest first."""
+        async with self._db.execute(
+            """SELECT channel, created_at, role, text FROM messages
+               WHERE author_id = ? OR reply_to IN (SELECT id FROM messages WHERE author_id = ?)
+               ORDER BY id""",
+            (learner, learner),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [Kept(r["channel"], r["created_at"], r["role"], r["text"]) for r in rows]
+
+    async def forget_learner(self, learner: str) -> int:
+        """Delete a learner: their messages, the tutor's answers to them and their profile. Returns messages gone."""
+        # Two statements, each atomic: a crash between them leaves a profile without messages, still consistent.
+        cursor = await self._db.execute(
+            """DELETE FROM messages
+               WHERE author_id = ? OR reply_to IN (SELECT id FROM messages WHERE author_id = ?)""",
+            (learner, learner),
+        )
+        await self._db.execute("DELETE FROM learners WHERE id = ?", (learner,))
+        return cursor.rowcount
+
+    async def last_level(self, channel: str, language: Language) -> Level | None:
+        """The level this channel last used for `language`, to start there again."""
+        async with self._db.execute(
+            "SELECT level FROM levels WHERE channel = ? AND language = ?", (channel, language.code)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return Level(row["level"]) if row else None
 
     async def forget(self, channel: str) -> int:
         """Delete a channel's messages (the lesson stays); returns how many went."""
@@ -205,9 +278,7 @@ class Store:
             (channel, up_to if up_to is not None else 2**62),
         ) as cursor:
             rows = await cursor.fetchall()
-        return [
-            Message(r["id"], r["role"], r["text"], r["author_id"], r["author_name"], Status(r["status"])) for r in rows
-        ]
+        return [_message(r) for r in rows]
 
     async def transcript(self, channel: str, limit: int = 1000) -> list[Message]:
         """Everything stored for a channel, including hidden earlier conversations: what a teacher may review."""
@@ -235,3 +306,11 @@ def _message(row: aiosqlite.Row) -> Message:
         Status(row["status"]),
         row["reply_to"],
     )
+
+
+def _native(code: str) -> Language:
+    """A lesson's explanation language; one that left the catalog falls back to English rather than failing."""
+    try:
+        return by_code(code)
+    except UnknownLanguage:
+        return by_code("en")

@@ -13,6 +13,7 @@ from .cleaning import clean
 from .context import estimate_tokens, fit
 from .corrections import checked_corrections
 from .errors import LessonPaused, NoLesson, ReplyInterrupted
+from .i18n import Msg, _
 from .languages import Language, find_language
 from .lesson import Lesson, Level
 from .llm import Model
@@ -55,7 +56,7 @@ class Reply:
     visible mark, so whatever was shown ends marked.
     """
 
-    def __init__(self, lesson: Lesson, notice: str | None = None) -> None:
+    def __init__(self, lesson: Lesson, notice: Msg | None = None) -> None:
         self.lesson = lesson
         self.notice = notice  # something the learner should know before the reply, e.g. a truncation
         self.text = ""
@@ -101,6 +102,10 @@ class Tutor:
         return cls(settings, await Store.open(settings.db_path), Model(settings))
 
     @property
+    def default_native(self) -> Language:
+        return self._default_native
+
+    @property
     def replies_in_progress(self) -> int:
         return self._in_progress
 
@@ -113,9 +118,9 @@ class Tutor:
             return False
         return True
 
-    async def close(self, grace: float = 5.0) -> None:
+    async def close(self, grace: float | None = None) -> None:
         """Close the model client and the database, once interrupted replies have been saved as such."""
-        await self.drain(grace)
+        await self.drain(self.settings.shutdown_grace if grace is None else grace)
         await self.model.close()
         await self.store.close()
 
@@ -143,7 +148,7 @@ class Tutor:
         async with self._changes(channel):
             current = await self.lesson(channel)
             explain = _language(native) if native else current.native if current else self._default_native
-            chosen = _level(level) if level else current.level if current else DEFAULT_LEVEL
+            chosen = _level(level) if level else await self.store.last_level(channel.id, target) or DEFAULT_LEVEL
             answer_all = current.answer_all if current else False  # a channel setting: a new language keeps it
             lesson = Lesson(channel.id, target, chosen, explain, group=channel.group, answer_all=answer_all)
             new_conversation = current is not None and current.language != target
@@ -208,7 +213,10 @@ class Tutor:
             channel.id, "user", cleaned.text, author_id=learner.id, author_name=learner.name
         )
         notice = (
-            f"(Your message was long, so I read only the first {self.settings.max_input_chars} characters.)"
+            _(
+                "(Your message was long, so I read only the first {limit} characters.)",
+                limit=self.settings.max_input_chars,
+            )
             if cleaned.truncated
             else None
         )

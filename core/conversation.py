@@ -1,0 +1,568 @@
+"""What every command, button and message does and says, once for every platform.
+
+Adapters parse an event into an `Origin` (who, where, in which language their app is) and call `message`,
+`command` or `press` with a `Surface` that renders outcomes; they decide nothing about tutoring and write no
+words of their own. Shared messages are in the channel's language (the lesson's explanation language); what
+is meant for one person is in theirs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from enum import Enum
+
+from .answer import answer
+from .commands import BY_NAME, learn_arguments
+from .errors import InvalidLevel, NoLesson, NotTeacher, TutorError, UnknownLanguage
+from .i18n import UI_LANGUAGES, Msg, Voice, _, _n, render
+from .languages import POPULAR, Language, by_code, find_language
+from .lesson import Lesson, Level
+from .logs import content
+from .outcome import Attachment, Button, Buttons, Note, Outcome, Streamed, Surface, Unreachable, rows
+from .tutor import Channel, Learner, Tutor
+
+log = logging.getLogger(__name__)
+
+
+async def _yes() -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who caused an event, and where.
+
+    `may_teach` is asked, fresh, each time the event would change a lesson (a cached admin status could be
+    stale: a demoted teacher must not keep the keys). `locale` is the language the person's app is set to,
+    if the platform says (`de`, `pt-BR`). `hears_all`: whether the bot can read every message in this group,
+    which a classroom that answers everyone needs.
+    """
+
+    channel: Channel
+    learner: Learner
+    platform: str
+    locale: str | None = None
+    may_teach: Callable[[], Awaitable[bool]] = _yes
+    hears_all: bool = False
+
+
+class Notice(Enum):
+    """Things an adapter notices and core words."""
+
+    NOT_TEXT = _("I can only read text for now: stickers, photos, voice messages and files are beyond me. Write to me!")
+    UNREAD = _("I couldn't read that: Discord shows me only messages that mention me. Keep the @ on when you reply.")
+    NOT_ALLOWED = _("Sorry, this tutor is private and not available here.")
+    EXPIRED = _("This button has expired. Send /learn to start again.")
+    SORRY = _("Sorry, something went wrong on my side. Please try again.")
+    EMPTY = _("I didn't find anything to read there. Write me a message!")
+
+
+WELCOME_PRIVATE = _(
+    "👋 Hi! I'm Polyglott, a language tutor. Write to me in the language you're learning and I'll answer at "
+    "your level and point out mistakes as we go."
+)
+WELCOME_GROUP = _(
+    "👋 Hi! I'm Polyglott, this group's language tutor. Mention me or reply to my messages to practise; I "
+    "answer at the class's level and point out mistakes. A teacher picks the lesson with /learn <language>."
+)
+PICK_LANGUAGE = _("Which language would you like to practise? Pick one, or send /learn <language> [level].")
+NO_LESSON_GROUP = _("There is no lesson here yet. A teacher can start one with /learn <language>, e.g. /learn spanish.")
+PRIVACY = _("Everything stays on this server: your messages go to a local model, not to a third party.")
+HELP_INTRO = _(
+    "I'm Polyglott, a language tutor. Chat with me in the language you're learning and I'll answer at your "
+    "level and point out mistakes as we go."
+)
+HELP_GROUP = _("In a group, mention me or reply to my messages; teachers change the lesson.")
+HELP_QUIT = _("Leave")
+CSV_COLUMNS = ("channel", "time_utc", "role", "text")  # the columns of /mydata's export
+
+
+class Conversation:
+    """The one conversation every adapter renders. Entry points deliver on the surface and never raise for a
+    learner's mistake or a model's failure; they are tracked so that a stop can let them finish."""
+
+    def __init__(self, tutor: Tutor) -> None:
+        self.tutor = tutor
+        self.store = tutor.store
+        self.closing = False
+        self._busy: set[asyncio.Task[object]] = set()
+
+    # Entry points
+
+    async def message(self, origin: Origin, text: str, surface: Surface) -> None:
+        """A learner wrote something to the tutor: store it, ask the model, show the reply as it is written."""
+        if self.closing:
+            return
+        log.info("message %s", content(text, self.tutor.settings.log_content), extra=_extra(origin))
+        async with self._tracked():
+            say = Voice(await self._shared_language(origin))
+            try:
+                reply = await self.tutor.reply(origin.channel, origin.learner, text)
+            except NoLesson:
+                await self._deliver(origin, surface, say, [await self._no_lesson(origin, say)])
+                return
+            except TutorError as error:
+                await self._deliver(origin, surface, say, [Note(say(error.message))])
+                return
+            if reply is None:
+                await self._deliver(origin, surface, say, [Note(say(Notice.EMPTY.value))])
+                return
+            await self._deliver(origin, surface, say, [Streamed(reply)])
+
+    async def command(self, origin: Origin, name: str, args: Iterable[str], surface: Surface) -> None:
+        """A command, as `/name args` or a platform's slash command with options."""
+        if self.closing:
+            return
+        log.info("command /%s", name, extra=_extra(origin))
+        async with self._tracked():
+            say = Voice(await self._shared_language(origin))
+            try:
+                outcomes = await self._command(origin, name, tuple(args), say)
+            except TutorError as error:
+                outcomes = [await self._refusal(origin, error, say)]
+            await self._deliver(origin, surface, say, outcomes)
+
+    async def press(self, origin: Origin, action: str, surface: Surface) -> None:
+        """A button was pressed: `action` is what the button carried, however old the message."""
+        if self.closing:
+            return
+        log.info("button %s", action.partition(":")[0], extra=_extra(origin))
+        async with self._tracked():
+            say = Voice(await self._shared_language(origin))
+            try:
+                outcomes = await self._press(origin, action, say)
+            except TutorError as error:
+                outcomes = [await self._refusal(origin, error, say)]
+            await self._deliver(origin, surface, say, outcomes)
+
+    async def notice(self, origin: Origin, notice: Notice, surface: Surface) -> None:
+        """Tell the person something the adapter noticed (a sticker, a chat off the allow-list…); never raises."""
+        try:
+            say = Voice(await self._shared_language(origin))
+            await self._deliver(origin, surface, say, [Note(say(notice.value), private=notice is Notice.EXPIRED)])
+        except Exception as error:  # the platform is failing too: the log line is all that is left
+            log.warning("could not post a notice", extra={**_extra(origin), "error": type(error).__name__})
+
+    async def unknown_command(self, origin: Origin, name: str, surface: Surface) -> None:
+        say = Voice(await self._shared_language(origin))
+        await self._deliver(origin, surface, say, [Note(say(_unknown(name)))])
+
+    def apology(self, locale: str | None) -> str:
+        """The last-resort apology, for an error handler that may not even know who it is talking to."""
+        return render(Notice.SORRY.value, locale)
+
+    async def answers_all(self, channel: Channel) -> bool:
+        """Whether a teacher put this group on answering every message (`/classroom on`)."""
+        lesson = await self.tutor.lesson(channel)
+        return lesson is not None and lesson.group and lesson.active and lesson.answer_all
+
+    async def language_of(self, origin: Origin, *, private: bool = False) -> str:
+        """The UI language for `origin`: the channel's, or the person's own for what only they see."""
+        return await (self._own_language(origin) if private else self._shared_language(origin))
+
+    async def finish(self, grace: float) -> None:
+        """Take no more events; give replies being written and shown `grace` seconds, then cut them off (the
+        tutor stores a cut-off reply as interrupted)."""
+        self.closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        await self.tutor.drain(grace)
+        busy = {task for task in self._busy if task is not asyncio.current_task()}
+        if busy:
+            _done, late = await asyncio.wait(busy, timeout=max(0.0, deadline - loop.time()))
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+
+    @property
+    def busy(self) -> int:
+        """Events being handled right now."""
+        return len(self._busy)
+
+    # Commands
+
+    async def _command(self, origin: Origin, name: str, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        spec = BY_NAME.get(name)
+        if spec is None:
+            return [Note(say(_unknown(name)))]
+        if spec.groups_only and not origin.channel.group:
+            return [Note(say(_("/{name} works in groups only.", name=name)))]
+        handler = getattr(self, f"_cmd_{name}")
+        outcomes: list[Outcome] = await handler(origin, args, say)
+        return outcomes
+
+    async def _cmd_start(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        welcome = say(WELCOME_GROUP if origin.channel.group else WELCOME_PRIVATE)
+        lesson = await self.tutor.lesson(origin.channel)
+        if lesson is None:
+            return [Note(f"{welcome}\n\n{say(PICK_LANGUAGE)}", language_buttons())]
+        return [Note(f"{welcome}\n\n{describe(lesson, say)}")]
+
+    async def _cmd_help(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        lines = [
+            f"/{spec.name} {spec.usage}".rstrip() + f" — {say(spec.description)}"
+            for spec in BY_NAME.values()
+            if origin.channel.group or not spec.groups_only
+        ]
+        if origin.platform == "terminal":
+            lines.append(f"/quit — {say(HELP_QUIT)}")
+        parts = [say(HELP_INTRO), "\n".join(lines)]
+        if origin.channel.group:
+            parts.append(say(HELP_GROUP))
+        parts.append(say(PRIVACY))
+        return [Note("\n\n".join(parts))]
+
+    async def _cmd_learn(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        wanted, level = learn_arguments(args)
+        current = await self.tutor.lesson(origin.channel)
+        if wanted is None:
+            if current is not None and level is not None:  # `/learn B1`: this lesson, at another level
+                return await self._begin(origin, current.language, Level(level))
+            text = say(PICK_LANGUAGE)
+            if current is not None and not current.active:
+                text = f"{say(_('The lesson is paused.'))} {text}"
+            return [Note(text, language_buttons(current.language if current else None))]
+        try:
+            language = find_language(wanted).language
+        except UnknownLanguage as error:
+            return [Note(say(error.message), language_buttons(None, error.suggestions))]
+        return await self._begin(origin, language, Level(level) if level else None)
+
+    async def _cmd_level(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        lesson = await self._lesson(origin)
+        if not args:
+            return [Note(level_guide(say), level_buttons(lesson.language, lesson.level))]
+        return await self._set_level(origin, lesson, Level.parse(args[0]), say)
+
+    async def _cmd_native(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        if not args:
+            return [
+                Note(
+                    say(_("Which language should I explain in? Pick one, or send /native <language>.")),
+                    native_buttons(),
+                )
+            ]
+        return await self._set_native(origin, find_language(" ".join(args)).language)
+
+    async def _cmd_status(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        lesson = await self.tutor.lesson(origin.channel)
+        if lesson is None:
+            return [await self._no_lesson(origin, say)]
+        text = describe(lesson, say)
+        if lesson.group:
+            text += " " + say(
+                _("I answer every message here.") if lesson.answer_all else _("Mention me or reply to me to practise.")
+            )
+        return [Note(text)]
+
+    async def _cmd_reset(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        await self._teacher(origin)
+        await self.tutor.reset(origin.channel)
+        return [Note(say(_("Conversation forgotten. Say something to start again.")))]
+
+    async def _cmd_stop(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        await self._teacher(origin)
+        await self.tutor.pause(origin.channel)
+        return [Note(say(_("Lesson paused. /learn picks it up again.")))]
+
+    async def _cmd_classroom(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        mode = args[0].casefold() if args else ""
+        if mode not in ("on", "off"):
+            return [Note(say(_("Send /classroom on to answer every message here, or /classroom off.")))]
+        await self._teacher(origin)
+        lesson = await self.tutor.set_answer_all(origin.channel, mode == "on")
+        if not lesson.answer_all:
+            return [Note(say(_("From now on I answer here only when mentioned or replied to.")))]
+        if origin.hears_all:
+            return [Note(say(_("From now on I answer every message here.")))]
+        if origin.platform == "telegram":
+            cannot = _(
+                "Saved, but it can't work yet: Telegram shows me only messages that mention me. The bot's operator "
+                "must turn off Group Privacy in @BotFather (Bot Settings), then remove and re-add me here."
+            )
+        else:
+            cannot = _(
+                "Saved, but it can't work yet: I can't read messages that don't mention me. The bot's operator must "
+                "turn on the Message Content intent in the Discord developer portal and set "
+                "POLYGLOTT_DISCORD_MESSAGE_CONTENT=true. Until then, mention me or reply to me."
+            )
+        return [Note(say(cannot))]
+
+    async def _cmd_mydata(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        return await self._my_data(origin)
+
+    # Buttons
+
+    async def _press(self, origin: Origin, action: str, say: Voice) -> list[Outcome]:
+        kind, *parts = action.split(":")
+        try:
+            match kind, parts:
+                case "learn", [code]:
+                    language = by_code(code)
+                    chosen = Note(
+                        say(_("{language} it is.", language=say.name(language.code).capitalize())), replaces=True
+                    )
+                    return [chosen, *await self._begin(origin, language, None)]
+                case "level", [code, level]:
+                    return await self._level_pressed(origin, by_code(code), Level.parse(level), say)
+                case "native", [code]:
+                    return await self._set_native(origin, by_code(code))
+                case "mydata", []:
+                    return await self._my_data(origin)
+                case "forget", []:
+                    own = Voice(await self._own_language(origin))
+                    confirm = Button(own(_("Yes, delete everything")), "forget:yes")
+                    question = own(
+                        _("Delete every message of yours and everything I know about you? This cannot be undone.")
+                    )
+                    return [Note(question, ((confirm,),), private=True, again="forget", replaces=True)]
+                case "forget", ["yes"]:
+                    own = Voice(await self._own_language(origin))
+                    deleted = await self.store.forget_learner(origin.learner.id)
+                    log.info("learner forgotten", extra={**_extra(origin), "deleted": deleted})
+                    done = _n(
+                        "Done: I deleted {n} message and everything I knew about you.",
+                        "Done: I deleted {n} messages and everything I knew about you.",
+                        deleted,
+                    )
+                    return [Note(own(done), private=True, replaces=True)]
+        except (UnknownLanguage, InvalidLevel):  # a button from a version that offered other choices
+            pass
+        return [Note(say(Notice.EXPIRED.value), private=True)]
+
+    async def _level_pressed(self, origin: Origin, language: Language, level: Level, say: Voice) -> list[Outcome]:
+        lesson = await self.tutor.lesson(origin.channel)
+        if lesson is None or lesson.language != language:  # an older lesson's buttons: start that language there
+            return await self._begin(origin, language, level)
+        if lesson.level == level and lesson.active:
+            own = Voice(await self._own_language(origin))
+            return [Note(own(_("This lesson is already at {level}.", level=level.value)), private=True)]
+        return await self._set_level(origin, lesson, level, say)
+
+    # Changes
+
+    async def _begin(self, origin: Origin, language: Language, level: Level | None) -> list[Outcome]:
+        """Start (or switch to, or resume) a lesson; the opener carries the levels to adjust it in one tap."""
+        await self._teacher(origin)
+        native = None
+        if await self.tutor.lesson(origin.channel) is None:
+            native = await self._own_language(origin)  # a new lesson explains in its starter's language
+        reply = await self.tutor.start(origin.channel, language, level, native)
+        return [Streamed(reply, level_buttons(language, reply.lesson.level))]
+
+    async def _set_level(self, origin: Origin, lesson: Lesson, level: Level, say: Voice) -> list[Outcome]:
+        await self._teacher(origin)
+        if not lesson.active:
+            return await self._begin(origin, lesson.language, level)
+        changed = await self.tutor.set_level(origin.channel, level)
+        text = _(
+            "Level set to {level} ({name}). I'll write at that level from now on.",
+            level=changed.level.value,
+            name=changed.level.label,
+        )
+        return [Note(say(text))]
+
+    async def _set_native(self, origin: Origin, language: Language) -> list[Outcome]:
+        """In a private chat the learner's own language; in a group a teacher's change is the class's, a
+        student's only their own (for what is said to them alone)."""
+        channel = origin.channel
+        lesson = await self.tutor.lesson(channel)
+        say = Voice(language.code)
+        name = say.name(language.code)
+        if channel.group and not await origin.may_teach():
+            await self.store.set_learner_language(origin.learner.id, origin.learner.name, language.code)
+            text = _(
+                "Only teachers change the class's language; what I send to you alone will be in {language}.",
+                language=name,
+            )
+            return [Note(say(text), private=True)]
+        if not channel.group:
+            await self.store.set_learner_language(origin.learner.id, origin.learner.name, language.code)
+        elif lesson is None:
+            raise NoLesson()
+        if lesson is not None:
+            await self.tutor.set_native(channel, language)
+        return [Note(say(_("From now on I explain in {language}.", language=name)))]
+
+    async def _teacher(self, origin: Origin) -> None:
+        if origin.channel.group and not await origin.may_teach():
+            log.info("refused: not a teacher", extra=_extra(origin))
+            raise NotTeacher()
+
+    async def _lesson(self, origin: Origin) -> Lesson:
+        lesson = await self.tutor.lesson(origin.channel)
+        if lesson is None:
+            raise NoLesson()
+        return lesson
+
+    # Data a learner can see and delete
+
+    async def _my_data(self, origin: Origin) -> list[Outcome]:
+        say = Voice(await self._own_language(origin))
+        kept = await self.store.kept(origin.learner.id)
+        delete = ((Button(say(_("Delete all of it")), "forget"),),)
+        if not kept:
+            return [Note(say(_("I keep no messages of yours.")), delete, private=True, again="mydata")]
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for item in kept:
+            at = datetime.fromtimestamp(item.at, UTC).isoformat(timespec="seconds")
+            writer.writerow((item.channel, at, item.role, item.text))
+        caption = _n(
+            "Everything I keep about you: {n} message, with the tutor's answers to it.",
+            "Everything I keep about you: {n} messages, with the tutor's answers to them.",
+            sum(1 for item in kept if item.role == "user"),
+        )
+        return [
+            Attachment("polyglott-my-data.csv", out.getvalue().encode(), say(caption), private=True, again="mydata"),
+            Note(say(_("You can delete all of it at any time.")), delete, private=True, again="mydata"),
+        ]
+
+    # Delivery
+
+    async def _deliver(self, origin: Origin, surface: Surface, say: Voice, outcomes: list[Outcome]) -> None:
+        for outcome in outcomes:
+            match outcome:
+                case Streamed(reply=reply, buttons=buttons):
+                    delivery = await answer(reply, surface, say, buttons)
+                    shown = f"{len(delivery.messages)} messages, {delivery.updates} updates" if delivery else "failed"
+                    log.info("replied in %s", shown, extra={**_extra(origin), "status": reply.status or "-"})
+                case Note() | Attachment():
+                    await self._post(origin, surface, outcome)
+
+    async def _post(self, origin: Origin, surface: Surface, outcome: Note | Attachment) -> None:
+        try:
+            if isinstance(outcome, Note):
+                await surface.note(outcome)
+            else:
+                await surface.attach(outcome)
+        except Unreachable:
+            await surface.note(await self._unreachable(origin, outcome))
+
+    async def _unreachable(self, origin: Origin, outcome: Note | Attachment) -> Note:
+        """A private note the platform could not deliver: what may be said in public says so, the rest waits
+        behind a link to the private chat."""
+        if not outcome.again:
+            text = outcome.text if isinstance(outcome, Note) else outcome.caption
+            return replace(outcome, private=False, replaces=False) if isinstance(outcome, Note) else Note(text)
+        say = Voice(await self._own_language(origin))
+        link = Button(say(_("Open our private chat")), opens=outcome.again)
+        text = say(_("{name}, this is for you alone: open our private chat to see it.", name=origin.learner.name[:64]))
+        return Note(text, ((link,),))
+
+    async def _refusal(self, origin: Origin, error: TutorError, say: Voice) -> Note:
+        if isinstance(error, NotTeacher):
+            return Note(Voice(await self._own_language(origin))(error.message), private=True)
+        if isinstance(error, NoLesson):
+            return await self._no_lesson(origin, say)
+        return Note(say(error.message))
+
+    async def _no_lesson(self, origin: Origin, say: Voice) -> Note:
+        if origin.channel.group:
+            return Note(say(NO_LESSON_GROUP))
+        return Note(say(PICK_LANGUAGE), language_buttons())
+
+    # Languages
+
+    async def _own_language(self, origin: Origin) -> str:
+        """The person's own language: stored, else their app's (remembered from now on), else the default."""
+        learner = origin.learner
+        code = await self.store.learner_language(learner.id)
+        if code is not None:
+            return code
+        from_app = language_of_locale(origin.locale)
+        if from_app is None:
+            return self.tutor.default_native.code
+        await self.store.set_learner_language(learner.id, learner.name, from_app.code)
+        return from_app.code
+
+    async def _shared_language(self, origin: Origin) -> str:
+        lesson = await self.tutor.lesson(origin.channel)
+        if lesson is not None:
+            return lesson.native.code
+        return await self._own_language(origin)
+
+    @contextlib.asynccontextmanager
+    async def _tracked(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if task is not None:
+            self._busy.add(task)
+        try:
+            yield
+        finally:
+            if task is not None:
+                self._busy.discard(task)
+
+
+# What core shows, as functions of the reader's voice
+
+
+def describe(lesson: Lesson, say: Voice) -> str:
+    """A one-line summary of a lesson for /status and /start."""
+    text = _(
+        "Learning {language} at level {level} ({name}), explanations in {native}.",
+        language=say.name(lesson.language.code),
+        level=lesson.level.value,
+        name=lesson.level.label,
+        native=say.name(lesson.native.code),
+    )
+    paused = " " + say(_("The lesson is paused.")) if not lesson.active else ""
+    return say(text) + paused
+
+
+def level_guide(say: Voice) -> str:
+    levels = "\n".join(f"{level.value} · {say(level.label)}" for level in Level)
+    return f"{say(_('Which level? A1 is a beginner, C2 near-native.'))}\n{levels}"
+
+
+def language_label(language: Language) -> str:
+    """A language as its speakers write it, for a button: "Español", "Deutsch", "日本語"."""
+    return language.autonym[:1].upper() + language.autonym[1:]
+
+
+def language_buttons(first: Language | None = None, languages: Iterable[Language] = ()) -> Buttons:
+    chosen = list(languages) or [by_code(code) for code in POPULAR]
+    if first is not None:
+        chosen = [first, *(lang for lang in chosen if lang != first)]
+    return rows([Button(language_label(lang), f"learn:{lang.code}") for lang in chosen], 2)
+
+
+def level_buttons(language: Language, current: Level | None = None) -> Buttons:
+    labels = [f"✓ {level.value}" if level == current else level.value for level in Level]
+    buttons = [
+        Button(label, f"level:{language.code}:{level.value}") for label, level in zip(labels, Level, strict=True)
+    ]
+    return rows(buttons, 3)
+
+
+def native_buttons() -> Buttons:
+    languages = [by_code(code) for code in UI_LANGUAGES]
+    return rows([Button(language_label(lang), f"native:{lang.code}") for lang in languages], 3)
+
+
+def language_of_locale(locale: str | None) -> Language | None:
+    """The catalog language of a platform's language tag (`pt-BR` → Portuguese), if any."""
+    primary = (locale or "").replace("_", "-").split("-")[0].strip()
+    if not primary:
+        return None
+    try:
+        return by_code(primary.casefold())
+    except UnknownLanguage:
+        return None
+
+
+def _extra(origin: Origin) -> dict[str, str]:
+    return {"adapter": origin.platform, "channel": origin.channel.id}
+
+
+def _unknown(name: str) -> Msg:
+    return _("I don't know /{name}. /help lists what I can do.", name=name[:32])
