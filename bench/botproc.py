@@ -112,7 +112,7 @@ class Bot:
             self.say({"ready": True})
             commands = asyncio.create_task(self.listen())
             await self.stop.wait()
-            await client.finish(1.0)
+            await client.conversation.finish(1.0)
             await client.close()
             await asyncio.gather(telegram, gateway, return_exceptions=True)
             commands.cancel()

@@ -19,9 +19,8 @@ from core.tutor import Tutor
 log = logging.getLogger("polyglott")
 
 # An adapter serves until `stop` is set, then stops taking messages, gives replies in progress
-# `GRACE` seconds (`tutor.drain`), closes its platform client and returns.
+# `settings.shutdown_grace` seconds (`Conversation.finish`), closes its platform client and returns.
 Adapter = Callable[[Tutor, Settings, asyncio.Event], Awaitable[None]]
-GRACE = 5.0
 
 
 def parser() -> argparse.ArgumentParser:
@@ -92,13 +91,13 @@ async def run(settings: Settings) -> int:
         log.info("stopping", extra={"adapter": ",".join(chosen)})
         for signal in (SIGINT, SIGTERM):
             loop.remove_signal_handler(signal)
-        await tutor.close(GRACE)
+        await tutor.close()  # waits up to `shutdown_grace` for a reply an adapter left running
     return 0 if all(served) else 1
 
 
 async def chat(settings: Settings, args: argparse.Namespace) -> int:
-    """A lesson in this terminal. SIGTERM lets a reply being written finish within `GRACE` seconds; SIGINT
-    (Ctrl-C, someone at the keyboard) cuts it off at once. Either way what was written is stored, marked
+    """A lesson in this terminal. SIGTERM lets a reply being written finish within `shutdown_grace` seconds;
+    SIGINT (Ctrl-C, someone at the keyboard) cuts it off at once. Either way what was written is stored, marked
     interrupted if cut off, the database is closed cleanly and the exit status is 0: stopping is not failing."""
     from bots.terminal import Terminal
 
@@ -106,7 +105,7 @@ async def chat(settings: Settings, args: argparse.Namespace) -> int:
     terminal = Terminal(tutor)
     loop = asyncio.get_running_loop()
     with contextlib.suppress(NotImplementedError):  # Windows: Ctrl-C stays a KeyboardInterrupt
-        loop.add_signal_handler(SIGTERM, terminal.stop, GRACE)
+        loop.add_signal_handler(SIGTERM, terminal.stop, settings.shutdown_grace)
         loop.add_signal_handler(SIGINT, terminal.stop, 0)
     try:
         await terminal.run(args.language, args.level, args.native)
@@ -114,7 +113,7 @@ async def chat(settings: Settings, args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             for signal in (SIGINT, SIGTERM):
                 loop.remove_signal_handler(signal)
-        await tutor.close(GRACE)
+        await tutor.close()
     return 0
 
 

@@ -1,10 +1,10 @@
-"""Polyglott on Discord: events in, the tutor's replies out, within Discord's limits.
+"""Polyglott on Discord: events in, the conversation's outcomes out, within Discord's limits.
 
-The adapter is thin on purpose. It decides whether a message is for the tutor (DMs: always; servers: an
-@mention, a reply to the bot, or any message in a channel a teacher put on /classroom), who may change a
-channel's lesson (Manage Channels, or the configured teacher role), and how a reply is shown: the first
-words as a reply to the learner, then edits at most once a second, within one budget per channel shared by
-every reply there. Lessons, history and prompts are the core's.
+The adapter decides nothing about tutoring and writes no words of its own. It turns a message (DMs: always;
+servers: an @mention, a reply to the bot, or any message in a channel a teacher put on /classroom), a slash
+command or a button press into one call on `core.conversation.Conversation`, with a surface that renders
+what comes back: replies quote the learner's message and are edited at most once a second within one budget
+per channel; slash commands and buttons answer their interaction (ephemeral for what is private).
 
 Time: Discord's windows and edit cadence are multiplied by `time_scale` (1.0 in production); tests shrink
 the fake Discord's clock with `FakeDiscord(time_scale=s)` and pass the same `s` to `build_bot`.
@@ -13,27 +13,33 @@ the fake Discord's clock with `FakeDiscord(time_scale=s)` and pass the same `s` 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import sys
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from contextvars import ContextVar
 from dataclasses import replace
+from io import BytesIO
+from types import SimpleNamespace
 from typing import Any, Literal, TypeVar
 
+import aiohttp
 import discord
 from discord import app_commands
+from discord.utils import MISSING
 
-from bots.cli import GRACE
-from core.answer import answer
-from core.commands import COMMANDS, HELP, describe
-from core.errors import NoLesson, TutorError
-from core.languages import Language, find_language, suggest
+from core.commands import BY_NAME, COMMANDS, OPTIONS, parse_command
+from core.conversation import Conversation, Notice, Origin
+from core.i18n import UI_LANGUAGES, Msg, language_name, render
+from core.languages import Language, suggest
 from core.lesson import Level
-from core.logs import content
+from core.outcome import Attachment, Buttons, Note, Unreachable
 from core.pacing import ChatPacer, Pacers, scaled
 from core.relay import Limits, RetryAfter
 from core.settings import Settings
-from core.tutor import Channel, Learner, Reply, Tutor
+from core.splitting import split_message
+from core.tutor import Channel, Learner, Tutor
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -42,71 +48,56 @@ T = TypeVar("T")
 # sleeps through a 429 instead of failing, so the bot must never reach it: one budget of 4 per 5 s for
 # sends and edits together leaves headroom for clock skew between us and Discord.
 WINDOWS: tuple[tuple[int, float], ...] = ((4, 5.0),)
-# Discord's global limit is 50 requests a second for the whole bot; a burst of DMs would cross it (and
-# discord.py gives up after five 429s), so every send, edit and typing call also draws on one bot-wide budget.
-BOT_WINDOWS: tuple[tuple[int, float], ...] = ((40, 1.0),)
+# Discord's global limit is 50 requests a second for the whole bot (interaction callbacks and webhooks
+# aside). Every authorized request waits for this budget at the moment it leaves (an aiohttp trace hook
+# inside discord.py's HTTP path), spaced 1/40 s apart: no burst, and 20 % headroom for the jitter between
+# leaving here and arriving there.
+BOT_WINDOWS: tuple[tuple[int, float], ...] = ((40, 1.0), (1, 1 / 40))  # 40 a second, one every 25 ms
 LIMITS = Limits(max_length=2000, edit_interval=1.0)
+RETRY_AFTER = 1.0  # seconds, when a 429 outlasted discord.py's own retries
+ANSWER_WITHIN = 2.0  # wall-clock seconds: Discord drops an interaction not answered within 3 s
 TEXT_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
-
-LEVELS = [
-    app_commands.Choice(name=f"{level} · {label}", value=level.value)
-    for level, label in zip(
-        Level, ("beginner", "elementary", "intermediate", "upper intermediate", "advanced", "proficient"), strict=True
-    )
-]
-
-NO_LESSON_HERE = "There is no lesson in this channel yet. A teacher can start one with /learn."
-PICK_LANGUAGE = "Which language? Start with /learn and pick one, e.g. /learn language:Spanish."
-ONLY_TEACHERS = "Sorry, only teachers can change this channel's lesson. Ask your teacher!"
-NOT_ALLOWED = "Sorry, this tutor is private and not available in this server."
-NOT_TEXT = "I can only read text for now: images, files, stickers and embeds are beyond me. Write to me instead!"
-UNREAD = "I couldn't read that: Discord only shows me messages that mention me. Keep the @ on when you reply to me."
-SORRY = "Sorry, something went wrong on my side. Please try again."
-SERVER_HINT = (
-    "\n\nIn a server, mention me or reply to my messages; a teacher can make me answer every message in a "
-    "channel with /classroom on."
-)
-NEEDS_INTENT = (
-    "Saved, but it can't work yet: I can't read messages that don't mention me. The bot's operator must turn "
-    "on the Message Content intent in the Discord developer portal and set "
-    "POLYGLOTT_DISCORD_MESSAGE_CONTENT=true. Until then, mention me or reply to me."
-)
+TELEGRAM_ONLY = frozenset({"start"})  # Discord opens a bot's DM without a /start
+BUTTON_ROWS, BUTTONS_PER_ROW, LABEL_LENGTH = 5, 5, 80  # Discord's component limits
+BUTTON_TEMPLATE = r"pg:(?P<action>.+)"  # a button's custom_id: "pg:" and the action (≤ 64 bytes of 100)
 
 Interaction = discord.Interaction["Polyglott"]
+Run = Callable[["InteractionSurface"], Awaitable[None]]
+
+# Whether the request being made is urgent for the bot-wide budget (typing is not), read by the trace hook.
+_urgent: ContextVar[bool] = ContextVar("polyglott_discord_urgent", default=True)
 
 
 class Polyglott(discord.Client):
-    """The Discord client: message events, the slash-command tree, and one update budget per channel."""
+    """The Discord client: message events, the slash-command tree, buttons, and the update budgets."""
 
     def __init__(self, tutor: Tutor, settings: Settings, *, time_scale: float = 1.0) -> None:
         intents = discord.Intents.default()
         intents.message_content = settings.discord_message_content  # privileged: see POLYGLOTT_DISCORD_MESSAGE_CONTENT
+        budget = ChatPacer(scaled(BOT_WINDOWS, time_scale))
         # Model output must never ping @everyone, a role or a user, nor the learner it replies to.
-        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none())
+        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), http_trace=_paced_by(budget))
+        self.budget = budget
         self.tutor = tutor
         self.settings = settings
+        self.conversation = Conversation(tutor)
+        self.time_scale = time_scale
         self.windows = scaled(WINDOWS, time_scale)
         self.limits = replace(LIMITS, edit_interval=LIMITS.edit_interval * time_scale)
         self.pacers = Pacers()
-        self.budget = ChatPacer(scaled(BOT_WINDOWS, time_scale))
-        self.stopping = False
-        self._busy: set[asyncio.Task[Any]] = set()
         self.tree: app_commands.CommandTree[Polyglott] = app_commands.CommandTree(self)
-        for command in (learn, set_level, set_native, reset_history, pause, show_status, show_help, classroom):
+        for command in APP_COMMANDS:
             self.tree.add_command(command)
         self.tree.interaction_check = self.admit  # type: ignore[method-assign]
         self.tree.on_error = self.on_command_error  # type: ignore[method-assign]
 
-    @property
-    def showing(self) -> int:
-        """Replies being shown right now (a stop waits for them)."""
-        return len(self._busy)
-
     # Lifecycle
 
     async def setup_hook(self) -> None:
-        """Publish the slash commands globally (Discord may take a while to show changes everywhere) and to
-        each configured server, where they appear at once."""
+        """Buttons of any age find their handler; commands are published globally (Discord may take a while to
+        show changes everywhere) and to each configured server, where they appear at once."""
+        self.add_dynamic_items(Press)
+        await self.tree.set_translator(Translator())
         await self._sync(None)
         for guild_id in self.settings.discord_guild_ids:
             guild = discord.Object(guild_id)
@@ -125,18 +116,6 @@ class Polyglott(discord.Client):
     async def on_ready(self) -> None:
         log.info("connected as %s to %d servers", self.user, len(self.guilds), extra={"adapter": "discord"})
 
-    async def finish(self, grace: float) -> None:
-        """Take no more messages; give replies being written and shown `grace` seconds, then cut them off
-        (the tutor stores a cut-off reply as interrupted)."""
-        self.stopping = True
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        await self.tutor.drain(grace)
-        if self._busy:
-            _, late = await asyncio.wait(self._busy, timeout=max(0.0, deadline - loop.time()))
-            for task in late:
-                task.cancel()
-
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         """A bug in an event handler: one line without the message, and the bot carries on."""
         error = sys.exc_info()[1]
@@ -150,42 +129,49 @@ class Polyglott(discord.Client):
     # Messages
 
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot or self.stopping or message.type not in TEXT_MESSAGES:
+        if message.author.bot or self.conversation.closing or message.type not in TEXT_MESSAGES:
             return  # other bots, our own echoes, joins, pins, thread starters…
         channel = channel_of(message.channel, in_guild=message.guild is not None)
         addressed = self._addressed(message)
         allowed = message.guild is None or self._allowed(message.guild.id)
         if not addressed and not (allowed and await self._answers_all(channel)):
             return
-        chat = MessageChat(message, self.pacers.get(channel.id, self.windows), self.budget)
+        origin = Origin(
+            channel,
+            learner_of(message.author),
+            "discord",
+            None,  # a message event does not say which language the author's app is in
+            self._may_teach(lambda: _channel_permissions(message), lambda: getattr(message.author, "roles", ())),
+            bool(self.intents.message_content),
+        )
+        surface = MessageSurface(self, message)
         try:
-            if allowed:
-                await self._converse(message, channel, chat, addressed)
-            else:
-                log.info("server not allowed", extra=_extra(channel))
-                await chat.notify(NOT_ALLOWED)
+            await self._converse(message, origin, surface, addressed=addressed, allowed=allowed)
         except discord.HTTPException as error:  # e.g. a channel where the bot may read but not write
             log.warning("discord refused (code %s)", error.code, extra=_extra(channel, type(error).__name__))
 
-    async def _converse(self, message: discord.Message, channel: Channel, chat: MessageChat, addressed: bool) -> None:
+    async def _converse(
+        self, message: discord.Message, origin: Origin, surface: MessageSurface, *, addressed: bool, allowed: bool
+    ) -> None:
+        conversation = self.conversation
+        if not allowed:
+            log.info("server not allowed", extra=_extra(origin.channel))
+            await conversation.notice(origin, Notice.NOT_ALLOWED, surface)
+            return
         text = self._text(message)
-        log.info("message %s", content(text, self.settings.log_content), extra=_extra(channel))
         if not text:
             if addressed and (message.attachments or message.stickers or message.embeds):
-                await chat.notify(NOT_TEXT)
-            elif addressed and channel.group and not self.intents.message_content and not message.mentions:
-                await chat.notify(UNREAD)  # a reply to us with its ping turned off: Discord withheld the text
+                await conversation.notice(origin, Notice.NOT_TEXT, surface)
+            elif addressed and origin.channel.group and not self.intents.message_content and not message.mentions:
+                await conversation.notice(origin, Notice.UNREAD, surface)  # a reply with its ping off: no text
             return
-        try:
-            reply = await self.tutor.reply(channel, learner_of(message.author), text)
-        except NoLesson as error:
-            await chat.notify(NO_LESSON_HERE if channel.group else str(error))
-            return
-        except TutorError as error:
-            await chat.notify(str(error))
-            return
-        if reply is not None:
-            await self.show(reply, chat, channel)
+        command = parse_command(text)
+        if command is None:
+            await conversation.message(origin, text, surface)
+        elif command.name in BY_NAME:  # "@Polyglott /mydata" works like the slash command
+            await conversation.command(origin, command.name, command.args, surface)
+        else:
+            await conversation.unknown_command(origin, command.name, surface)
 
     def _addressed(self, message: discord.Message) -> bool:
         """A DM, an @mention of the bot, or a reply to one of its messages."""
@@ -200,8 +186,7 @@ class Polyglott(discord.Client):
         """A channel a teacher put on /classroom, if the bot can read what is said there at all."""
         if not channel.group or not self.intents.message_content:
             return False
-        lesson = await self.tutor.lesson(channel)
-        return lesson is not None and lesson.active and lesson.answer_all
+        return await self.conversation.answers_all(channel)
 
     def _text(self, message: discord.Message) -> str:
         """The message as the tutor reads it: the bot's mention gone, anyone else's as @name."""
@@ -219,126 +204,472 @@ class Polyglott(discord.Client):
         allowed = self.settings.discord_allowed_guilds
         return not allowed or guild_id in allowed
 
-    async def show(self, reply: Reply, chat: MessageChat | InteractionChat, channel: Channel) -> None:
-        """Stream `reply` into `chat`; a stop lets it finish within the grace period."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._busy.add(task)
-        try:
-            delivery = await answer(reply, chat, self.limits, chat.pacer)
-        finally:
-            self._busy.discard(task)
-        shown = f"in {len(delivery.messages)} messages with {delivery.updates} updates" if delivery else "failed"
-        log.info("replied %s", shown, extra={**_extra(channel), "status": reply.status})
+    def _may_teach(
+        self, permissions: Callable[[], discord.Permissions], roles: Callable[[], Iterable[discord.Role]]
+    ) -> Callable[[], Awaitable[bool]]:
+        """Manage Channels, or the configured teacher role (named in any case), as they are when core asks."""
 
-    # Slash commands
+        async def may_teach() -> bool:
+            if permissions().manage_channels:
+                return True
+            role = (self.settings.discord_teacher_role or "").casefold()
+            return bool(role) and any(r.name.casefold() == role for r in roles())
+
+        return may_teach
+
+    # Slash commands and buttons
+
+    def origin_of(self, interaction: Interaction) -> Origin:
+        return Origin(
+            interaction_channel(interaction),
+            learner_of(interaction.user),
+            "discord",
+            str(interaction.locale),
+            self._may_teach(lambda: interaction.permissions, lambda: getattr(interaction.user, "roles", ())),
+            bool(self.intents.message_content),
+        )
+
+    async def command(self, interaction: Interaction, name: str, args: Sequence[str]) -> None:
+        origin = self.origin_of(interaction)
+        await self.answer(interaction, lambda surface: self.conversation.command(origin, name, args, surface))
+
+    async def press(self, interaction: Interaction, action: str) -> None:
+        origin = self.origin_of(interaction)
+        if interaction.guild_id is not None and not self._allowed(interaction.guild_id):
+            log.info("server not allowed", extra=_extra(origin.channel))
+            await self.answer(interaction, lambda s: self.conversation.notice(origin, Notice.NOT_ALLOWED, s))
+            return
+        await self.answer(interaction, lambda surface: self.conversation.press(origin, action, surface))
+
+    async def answer(self, interaction: Interaction, run: Run) -> None:
+        """Run `run` on an interaction's surface; whatever happens, the interaction is answered exactly once
+        (in time, and with an apology if nothing else came of it)."""
+        surface = InteractionSurface(self, interaction)
+        keeper = asyncio.create_task(surface.acknowledge_after(ANSWER_WITHIN))
+        failed = False
+        try:
+            await run(surface)
+        except Exception as error:
+            failed = True
+            extra = _extra(interaction_channel(interaction), type(error).__name__)
+            log.error("interaction failed", extra=extra, exc_info=error if self.settings.log_content else None)
+        finally:
+            surface.done.set()  # a deferral under way completes: cutting it off would leave Discord unsure
+            await asyncio.gather(keeper, return_exceptions=True)
+        if failed or not interaction.response.is_done() or surface.placeholder:
+            await surface.apologize()
 
     async def admit(self, interaction: Interaction) -> bool:
-        """Runs before every command and autocomplete: logs it and turns away servers off the allow-list."""
-        allowed = interaction.guild_id is None or self._allowed(interaction.guild_id)
+        """Runs before every command and autocomplete: turns away servers off the allow-list."""
+        if interaction.guild_id is None or self._allowed(interaction.guild_id):
+            return True
         if interaction.type is discord.InteractionType.autocomplete:
-            if not allowed:
-                await interaction.response.autocomplete([])
-            return allowed
-        name = (interaction.data or {}).get("name", "?")
-        log.info("command /%s", name, extra=_extra(interaction_channel(interaction)))
-        if not allowed:
-            await interaction.response.send_message(NOT_ALLOWED, ephemeral=True)
-        return allowed
+            await interaction.response.autocomplete([])
+            return False
+        origin = self.origin_of(interaction)
+        log.info("server not allowed", extra=_extra(origin.channel))
+        await self.answer(interaction, lambda s: self.conversation.notice(origin, Notice.NOT_ALLOWED, s))
+        return False
 
     async def on_command_error(self, interaction: Interaction, error: app_commands.AppCommandError) -> None:
-        """Every failed command ends in a short private answer, never a traceback."""
+        """A command that failed before reaching core (an option Discord sent malformed): a private apology."""
         cause = error.original if isinstance(error, app_commands.CommandInvokeError) else error
         extra = _extra(interaction_channel(interaction), type(cause).__name__)
-        name = (interaction.data or {}).get("name", "?")
-        if isinstance(cause, NotTeacher):
-            log.info("/%s refused: not a teacher", name, extra=extra)
-            text = ONLY_TEACHERS
-        elif isinstance(cause, TutorError):
-            log.info("/%s refused", name, extra=extra)
-            text = str(cause)
-        else:
-            log.error("/%s failed", name, extra=extra, exc_info=cause if self.settings.log_content else None)
-            text = SORRY
-        try:
-            if interaction.response.is_done():
-                await interaction.followup.send(text, ephemeral=True)
-            else:
-                await interaction.response.send_message(text, ephemeral=True)
-        except discord.HTTPException as failure:
-            log.warning("could not answer /%s (code %s)", name, failure.code, extra=extra)
+        log.error("command failed", extra=extra, exc_info=cause if self.settings.log_content else None)
+        if not interaction.response.is_done():
+            await InteractionSurface(self, interaction).apologize()
 
 
-async def _within(budget: ChatPacer, call: Awaitable[T], *, urgent: bool = True) -> T:
-    """One request within the bot-wide budget. A 429 that outlasted discord.py's own retries goes back to the
-    relay as a retry-after, so a final text is tried again rather than lost."""
-    await budget.acquire(urgent=urgent)
+# The bot-wide budget, held where requests leave
+
+
+def _paced_by(budget: ChatPacer) -> aiohttp.TraceConfig:
+    """An aiohttp hook that makes every bot-authorized request wait for `budget` right before it is sent.
+
+    Acquiring the budget around a discord.py call is not enough: the call then queues behind discord.py's
+    own bucket locks and retries, and requests admitted evenly leave in bunches. Here the wait is the last
+    step before aiohttp opens the connection, and discord.py's own retries wait again.
+    """
+
+    async def before(session: aiohttp.ClientSession, context: SimpleNamespace, params: Any) -> None:
+        if "Authorization" in params.headers:  # interaction callbacks and webhooks are outside the global limit
+            await budget.acquire(urgent=_urgent.get())
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(before)
+    return trace
+
+
+async def _request(call: Awaitable[T], scale: float, *, urgent: bool = True) -> T:
+    """One Discord call. A 429 that outlasted discord.py's own retries goes back to the relay as a retry-after,
+    so a final text is tried again rather than lost."""
+    token = _urgent.set(urgent)
     try:
         return await call
     except discord.HTTPException as error:
         if error.status == 429:
-            raise RetryAfter(1.0) from error
+            raise RetryAfter(RETRY_AFTER * scale) from error
         raise
+    finally:
+        _urgent.reset(token)
 
 
-class MessageChat:
-    """A channel as seen from one learner's message: the reply's first part and any notice quote it."""
+# Surfaces: where one event's outcomes are shown
 
-    def __init__(self, message: discord.Message, pacer: ChatPacer, budget: ChatPacer) -> None:
+
+class MessageSurface:
+    """A channel as seen from one learner's message: the reply's first part and every note quote it; what is
+    private goes to the author's DMs (in a server)."""
+
+    def __init__(self, bot: Polyglott, message: discord.Message) -> None:
+        self.bot = bot
+        self.message = message
         self.channel = message.channel
-        self.pacer = pacer
-        self.budget = budget
+        self.limits = bot.limits
+        self.pacer: ChatPacer | None = bot.pacers.get(str(message.channel.id), bot.windows)
         self._quote = message.to_reference(fail_if_not_exists=False)  # the learner may delete theirs meanwhile
         self._quoted = False
 
-    async def send(self, text: str) -> discord.Message:
-        if self._quoted:
-            return await _within(self.budget, self.channel.send(text))
-        sent = await _within(self.budget, self.channel.send(text, reference=self._quote))
+    async def send(self, text: str, buttons: Buttons = ()) -> discord.Message:
+        extra = self._extra(buttons, None)
+        if not self._quoted:
+            extra["reference"] = self._quote
+        sent = await self._call(self.channel.send(text, **extra))
         self._quoted = True
         return sent
 
-    async def edit(self, message: discord.Message, text: str) -> None:
-        await _within(self.budget, message.edit(content=text))
+    async def edit(self, handle: discord.Message, text: str, buttons: Buttons = ()) -> None:
+        view = self._view(buttons)
+        await self._call(handle.edit(content=text, view=view) if view else handle.edit(content=text))
 
     async def typing(self) -> None:
-        await _within(self.budget, self.channel.typing(), urgent=False)
+        await _request(self.channel.typing(), self.bot.time_scale, urgent=False)
 
-    async def notify(self, text: str) -> None:
-        await self.pacer.acquire(urgent=True)
-        await _within(self.budget, self.channel.send(text, reference=self._quote))
+    async def note(self, note: Note) -> None:
+        await self._post(note.text, note.buttons, private=note.private)
+
+    async def attach(self, attachment: Attachment) -> None:
+        await self._post(attachment.caption, (), private=attachment.private, attachment=attachment)
+
+    async def _post(self, text: str, buttons: Buttons, *, private: bool, attachment: Attachment | None = None) -> None:
+        if private and self.message.guild is not None:
+            await self._to_author(text, buttons, attachment)
+            return
+        parts = _parts(text)
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            assert self.pacer is not None
+            await self.pacer.acquire(urgent=True)
+            extra = self._extra(buttons, attachment) if last else {}
+            await self._call(self.channel.send(part, reference=self._quote, **extra))
+
+    async def _to_author(self, text: str, buttons: Buttons, attachment: Attachment | None) -> None:
+        """Into the author's DMs; `Unreachable` if Discord refuses (they take no DMs from this server's members)."""
+        author = self.message.author
+        try:
+            parts = _parts(text)
+            for index, part in enumerate(parts):
+                last = index == len(parts) - 1
+                await self._call(author.send(part, **(self._extra(buttons, attachment) if last else {})))
+        except discord.HTTPException as error:
+            if isinstance(error, discord.Forbidden) or error.code == 50007:
+                raise Unreachable() from error
+            raise
+
+    def _view(self, buttons: Buttons) -> discord.ui.View | None:
+        return _view(buttons, getattr(self.message.author, "dm_channel", None))
+
+    def _extra(self, buttons: Buttons, attachment: Attachment | None) -> dict[str, Any]:
+        """The buttons and the file, for the last part of a note."""
+        extra: dict[str, Any] = {}
+        if view := self._view(buttons):
+            extra["view"] = view
+        if attachment is not None:
+            extra["file"] = _file(attachment)
+        return extra
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        return await _request(call, self.bot.time_scale)
 
 
-class InteractionChat:
-    """A slash command's answer: the deferred response becomes the reply's first part, later parts follow up.
+class InteractionSurface:
+    """A slash command's or a button press's answer: the interaction response first, then follow-ups.
 
+    A streamed reply defers ("thinking…") and replaces that with its first words; later parts follow up.
     Webhook messages have their own rate limits (per interaction), hence a budget of their own.
     """
 
-    def __init__(self, interaction: Interaction, pacer: ChatPacer) -> None:
+    def __init__(self, bot: Polyglott, interaction: Interaction) -> None:
+        self.bot = bot
         self.interaction = interaction
-        self.pacer = pacer
-        self._responded = False
+        self.limits = bot.limits
+        self.pacer: ChatPacer | None = ChatPacer(bot.windows)
+        self.component = interaction.type is discord.InteractionType.component
+        self.placeholder = False  # a "thinking…" response not yet replaced by any text
+        self._on_pressed = False  # the response edited the pressed message: @original is that message
+        self._lock = asyncio.Lock()  # responding is one step at a time: typing, notes and sends race otherwise
+        self.done = asyncio.Event()  # the event was handled: no deferral needed any more
 
-    async def send(self, text: str) -> discord.InteractionMessage | discord.WebhookMessage:
-        if self._responded:
-            return await self.interaction.followup.send(text, wait=True)
-        sent = await self.interaction.edit_original_response(content=text)
-        self._responded = True
-        return sent
+    async def send(self, text: str, buttons: Buttons = ()) -> discord.InteractionMessage | discord.WebhookMessage:
+        view = _view(buttons)
+        async with self._lock:
+            if not self.interaction.response.is_done():
+                await self._defer(thinking=True)
+            if self.placeholder:
+                self.placeholder = False
+                return await self._call(self.interaction.edit_original_response(content=text, view=view))
+            return await self._call(self.interaction.followup.send(text, view=view or MISSING, wait=True))
 
-    async def edit(self, message: discord.InteractionMessage | discord.WebhookMessage, text: str) -> None:
-        await message.edit(content=text)
+    async def edit(
+        self, handle: discord.InteractionMessage | discord.WebhookMessage, text: str, buttons: Buttons = ()
+    ) -> None:
+        view = _view(buttons)
+        await self._call(handle.edit(content=text, view=view) if view else handle.edit(content=text))
 
     async def typing(self) -> None:
-        """Nothing to do: Discord shows "Polyglott is thinking…" until the first words replace it."""
+        """Defer with "Polyglott is thinking…", which the first words replace."""
+        async with self._lock:
+            if not self.interaction.response.is_done():
+                await self._defer(thinking=True)
 
-    async def notify(self, text: str) -> None:
-        await self.pacer.acquire(urgent=True)
-        if self._responded:
-            await self.interaction.followup.send(text)
-        else:  # replaces "thinking…"; the reply's first words replace this in turn
-            await self.interaction.edit_original_response(content=text)
+    async def note(self, note: Note) -> None:
+        async with self._lock:
+            if note.replaces and await self._replace(note):
+                return
+            await self._post(note.text, note.buttons, private=note.private)
+
+    async def attach(self, attachment: Attachment) -> None:
+        async with self._lock:
+            await self._post(attachment.caption, (), private=attachment.private, attachment=attachment)
+
+    async def acknowledge_after(self, seconds: float) -> None:
+        """If nothing answered the interaction in time, defer it: Discord forgets it after 3 s."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.done.wait(), seconds)
+        if self.done.is_set():
+            return
+        async with self._lock:
+            if not self.interaction.response.is_done():
+                await self._defer(thinking=not self.component)  # a press: the pressed message may change
+
+    async def apologize(self) -> None:
+        """The last resort, privately, in the person's app language."""
+        apology = self.bot.conversation.apology(str(self.interaction.locale))
+        try:
+            await self.note(Note(apology, private=True))
+        except discord.HTTPException as error:
+            extra = _extra(interaction_channel(self.interaction), type(error).__name__)
+            log.warning("could not answer an interaction (code %s)", error.code, extra=extra)
+
+    async def _defer(self, *, thinking: bool) -> None:
+        await self.interaction.response.defer(thinking=thinking)
+        self.placeholder = thinking
+        self._on_pressed = self.component and not thinking
+
+    async def _replace(self, note: Note) -> bool:
+        """Show `note` in place of the pressed message, if there is one and its readers may see it."""
+        pressed = self.interaction.message
+        if not self.component or pressed is None or (note.private and not pressed.flags.ephemeral):
+            return False
+        view = _view(note.buttons)
+        response = self.interaction.response
+        if not response.is_done():
+            await response.edit_message(content=note.text, view=view)
+            self._on_pressed = True
+            return True
+        if self._on_pressed:
+            await self.interaction.edit_original_response(content=note.text, view=view)
+            return True
+        return False
+
+    async def _post(self, text: str, buttons: Buttons, *, private: bool, attachment: Attachment | None = None) -> None:
+        response = self.interaction.response
+        parts = _parts(text)
+        for index, part in enumerate(parts):
+            last = index == len(parts) - 1
+            view = _view(buttons) if last else None
+            file = _file(attachment) if last and attachment else None
+            if not response.is_done():
+                await response.send_message(part, ephemeral=private, view=view or MISSING, file=file or MISSING)
+            elif self.placeholder and not private:
+                self.placeholder = False
+                await self.interaction.edit_original_response(
+                    content=part, view=view, attachments=[file] if file else MISSING
+                )
+            else:
+                if self.placeholder:  # "thinking…" is public: a private text must not become it
+                    self.placeholder = False
+                    await self.interaction.delete_original_response()
+                await self._call(
+                    self.interaction.followup.send(
+                        part, ephemeral=private, view=view or MISSING, file=file or MISSING, wait=True
+                    )
+                )
+
+    async def _call(self, call: Awaitable[T]) -> T:
+        return await _request(call, self.bot.time_scale)
+
+
+def _parts(text: str) -> list[str]:
+    """A note as Discord takes it: 2000 characters a message."""
+    return split_message(text, LIMITS.max_length) or [text]
+
+
+def _file(attachment: Attachment) -> discord.File:
+    return discord.File(BytesIO(attachment.data), filename=attachment.name)
+
+
+# Buttons
+
+
+class Press(discord.ui.DynamicItem[discord.ui.Button[Any]], template=BUTTON_TEMPLATE):
+    """A button that carries its action in its custom_id, so that it works on messages of any age, after any
+    number of restarts: no view is kept per message."""
+
+    def __init__(self, action: str, label: str = "·", *, row: int | None = None) -> None:
+        button: discord.ui.Button[Any] = discord.ui.Button(
+            label=label[:LABEL_LENGTH], custom_id=f"pg:{action}", style=discord.ButtonStyle.secondary
+        )
+        super().__init__(button, row=row)
+        self.action = action
+
+    @classmethod
+    async def from_custom_id(
+        cls, interaction: discord.Interaction[Any], item: discord.ui.Item[Any], match: re.Match[str], /
+    ) -> Press:
+        return cls(match["action"], getattr(item, "label", None) or "·")
+
+    async def callback(self, interaction: discord.Interaction[Any]) -> None:
+        await _bot(interaction).press(interaction, self.action)
+
+
+def _view(buttons: Buttons, dm: discord.DMChannel | None = None) -> discord.ui.View | None:
+    """Rows of buttons as components; an `opens` button becomes a link to our DM channel where one exists."""
+    view = discord.ui.View(timeout=None)
+    for row, line in enumerate(buttons[:BUTTON_ROWS]):
+        for button in line[:BUTTONS_PER_ROW]:
+            if button.action:
+                view.add_item(Press(button.action, button.label, row=row))
+            elif button.opens and dm is not None:
+                view.add_item(discord.ui.Button(label=button.label[:LABEL_LENGTH], url=dm.jump_url, row=row))
+    return view if view.children else None
+
+
+# Localization
+
+
+def _words(*parts: Msg | str) -> app_commands.locale_str:
+    """Text Discord shows in each user's language: the English default, rendered per locale by `Translator`."""
+    return app_commands.locale_str("".join(str(part) for part in parts), parts=parts)
+
+
+class Translator(app_commands.Translator):
+    """Command and option descriptions and choice names from core's catalogs, for the UI languages."""
+
+    async def translate(
+        self,
+        string: app_commands.locale_str,
+        locale: discord.Locale,
+        context: app_commands.TranslationContextTypes,
+    ) -> str | None:
+        parts = string.extras.get("parts")
+        tag = str(locale)
+        if not parts or tag.split("-")[0].casefold() not in UI_LANGUAGES:
+            return None
+        return "".join(render(part, tag) for part in parts)[:100]  # Discord's limit for each of them
+
+
+# Slash commands: one per core command, each only parsing its options
+
+
+def _about(name: str) -> app_commands.locale_str:
+    return _words(BY_NAME[name].description)
+
+
+def _option(command: str, option: str) -> app_commands.locale_str:
+    return _words(OPTIONS[command][option])
+
+
+def _given(*values: str | None) -> list[str]:
+    return [value for value in values if value]
+
+
+def _bot(interaction: discord.Interaction[Any]) -> Polyglott:
+    client = interaction.client
+    assert isinstance(client, Polyglott)
+    return client
+
+
+def _label(language: Language, locale: str) -> str:
+    """ "Spanish — español" for an English app, "Espagnol — español" for a French one."""
+    name = language_name(language.code, locale)
+    name = language.name if name == language.code else name[:1].upper() + name[1:]
+    return name if name.casefold() == language.autonym.casefold() else f"{name} — {language.autonym}"
+
+
+async def languages(interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """Suggestions as the user types, by English name, native name or code ("espa", "deu")."""
+    locale = str(interaction.locale)
+    return [app_commands.Choice(name=_label(lang, locale)[:100], value=lang.code) for lang in suggest(current)]
+
+
+LEVELS = [app_commands.Choice(name=_words(f"{level.value} · ", level.label), value=level.value) for level in Level]
+everywhere = app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
+servers_only = app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
+
+
+@app_commands.command(name="learn", description=_about("learn"))
+@app_commands.describe(language=_option("learn", "language"), level=_option("learn", "level"))
+@app_commands.choices(level=LEVELS)
+@app_commands.autocomplete(language=languages)
+@everywhere
+async def learn(interaction: Interaction, language: str | None = None, level: str | None = None) -> None:
+    await _bot(interaction).command(interaction, "learn", _given(language, level))
+
+
+@app_commands.command(name="level", description=_about("level"))
+@app_commands.describe(level=_option("level", "level"))
+@app_commands.choices(level=LEVELS)
+@everywhere
+async def set_level(interaction: Interaction, level: str | None = None) -> None:
+    await _bot(interaction).command(interaction, "level", _given(level))
+
+
+@app_commands.command(name="native", description=_about("native"))
+@app_commands.describe(language=_option("native", "language"))
+@app_commands.autocomplete(language=languages)
+@everywhere
+async def set_native(interaction: Interaction, language: str | None = None) -> None:
+    await _bot(interaction).command(interaction, "native", _given(language))
+
+
+@app_commands.command(name="classroom", description=_about("classroom"))
+@app_commands.describe(mode=_option("classroom", "mode"))
+@servers_only
+async def classroom(interaction: Interaction, mode: Literal["on", "off"]) -> None:
+    await _bot(interaction).command(interaction, "classroom", [mode])
+
+
+def _plain(name: str) -> app_commands.Command[Any, ..., None]:
+    """A command without options: `/status`, `/reset`, `/stop`, `/mydata`, `/help`, and any core adds."""
+
+    async def run(interaction: Interaction) -> None:
+        await _bot(interaction).command(interaction, name, [])
+
+    contexts = servers_only if BY_NAME[name].groups_only else everywhere
+    return app_commands.Command(name=name, description=_about(name), callback=contexts(run))
+
+
+_WITH_OPTIONS: dict[str, app_commands.Command[Any, ..., None]] = {
+    "learn": learn,
+    "level": set_level,
+    "native": set_native,
+    "classroom": classroom,
+}
+APP_COMMANDS = tuple(_WITH_OPTIONS.get(s.name) or _plain(s.name) for s in COMMANDS if s.name not in TELEGRAM_ONLY)
+
+
+# Where an event happened, as core names it
 
 
 def channel_of(place: Any, *, in_guild: bool) -> Channel:
@@ -348,7 +679,7 @@ def channel_of(place: Any, *, in_guild: bool) -> Channel:
     return Channel(f"discord:{place.id}", group=in_guild)
 
 
-def interaction_channel(interaction: Interaction) -> Channel:
+def interaction_channel(interaction: discord.Interaction[Any]) -> Channel:
     place = interaction.channel or discord.Object(interaction.channel_id or 0)
     return channel_of(place, in_guild=interaction.guild_id is not None)
 
@@ -357,142 +688,16 @@ def learner_of(user: discord.User | discord.Member) -> Learner:
     return Learner(f"discord:user:{user.id}", user.display_name)
 
 
+def _channel_permissions(message: discord.Message) -> discord.Permissions:
+    author = message.author
+    if isinstance(author, discord.Member) and hasattr(message.channel, "permissions_for"):
+        return message.channel.permissions_for(author)
+    return discord.Permissions.none()
+
+
 def _extra(channel: Channel, error: str | None = None) -> dict[str, str]:
     extra = {"adapter": "discord", "channel": channel.id}
     return extra | {"error": error} if error else extra
-
-
-def _about(name: str) -> str:
-    """A command's description from the shared list, without the usage example: Discord shows the options."""
-    return COMMANDS[name].partition(": /")[0]
-
-
-def _label(language: Language) -> str:
-    return language.name if language.autonym == language.name else f"{language.name} — {language.autonym}"
-
-
-async def languages(interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
-    """Suggestions as the user types, by English name, native name or code ("espa", "deu")."""
-    return [app_commands.Choice(name=_label(lang), value=lang.code) for lang in suggest(current)]
-
-
-class NotTeacher(app_commands.CheckFailure):
-    """A student tried to change a classroom's lesson."""
-
-
-async def _may_teach(interaction: Interaction) -> bool:
-    """In a DM a learner runs their own lesson; in a server it takes Manage Channels or the teacher role."""
-    if interaction.guild_id is None or interaction.permissions.manage_channels:
-        return True
-    role = (interaction.client.settings.discord_teacher_role or "").casefold()
-    if role and any(r.name.casefold() == role for r in getattr(interaction.user, "roles", ())):
-        return True
-    raise NotTeacher()
-
-
-teachers_only = app_commands.check(_may_teach)
-everywhere = app_commands.allowed_contexts(guilds=True, dms=True, private_channels=True)
-
-
-@app_commands.command(description=_about("learn"))
-@app_commands.describe(
-    language="The language to learn (leave out to resume this channel's lesson)",
-    level="How well you know it already",
-    native="The language for explanations",
-)
-@app_commands.choices(level=LEVELS)
-@app_commands.autocomplete(language=languages, native=languages)
-@everywhere
-@teachers_only
-async def learn(
-    interaction: Interaction, language: str | None = None, level: str | None = None, native: str | None = None
-) -> None:
-    bot, channel = interaction.client, interaction_channel(interaction)
-    if language is None:
-        current = await bot.tutor.lesson(channel)
-        if current is None:
-            await interaction.response.send_message(PICK_LANGUAGE, ephemeral=True)
-            return
-        target = current.language
-    else:
-        target = find_language(language).language  # an unknown name fails here, before anything changes
-    explain = find_language(native).language if native else None
-    chosen = Level.parse(level) if level else None
-    await interaction.response.defer(thinking=True)  # within Discord's 3 s, however long the model takes
-    reply = await bot.tutor.start(channel, target, chosen, explain)
-    await bot.show(reply, InteractionChat(interaction, ChatPacer(bot.windows)), channel)
-
-
-@app_commands.command(name="level", description=_about("level"))
-@app_commands.describe(level="A1 is a beginner, C2 near-native")
-@app_commands.choices(level=LEVELS)
-@everywhere
-@teachers_only
-async def set_level(interaction: Interaction, level: str) -> None:
-    lesson = await interaction.client.tutor.set_level(interaction_channel(interaction), level)
-    await interaction.response.send_message(f"Level set to {lesson.level}.")
-
-
-@app_commands.command(name="native", description=_about("native"))
-@app_commands.describe(language="The language I explain mistakes in")
-@app_commands.autocomplete(language=languages)
-@everywhere
-@teachers_only
-async def set_native(interaction: Interaction, language: str) -> None:
-    lesson = await interaction.client.tutor.set_native(interaction_channel(interaction), language)
-    await interaction.response.send_message(f"Explanations will be in {lesson.native.name}.")
-
-
-@app_commands.command(name="reset", description=_about("reset"))
-@everywhere
-@teachers_only
-async def reset_history(interaction: Interaction) -> None:
-    await interaction.client.tutor.reset(interaction_channel(interaction))
-    await interaction.response.send_message("Conversation forgotten. Say something to start again.")
-
-
-@app_commands.command(name="stop", description=_about("stop"))
-@everywhere
-@teachers_only
-async def pause(interaction: Interaction) -> None:
-    await interaction.client.tutor.pause(interaction_channel(interaction))
-    await interaction.response.send_message("Lesson paused. /learn picks it up again.")
-
-
-@app_commands.command(name="status", description=_about("status"))
-@everywhere
-async def show_status(interaction: Interaction) -> None:
-    channel = interaction_channel(interaction)
-    lesson = await interaction.client.tutor.lesson(channel)
-    if lesson is None:
-        text = NO_LESSON_HERE if channel.group else str(NoLesson())
-    else:
-        text = describe(lesson.language.name, lesson.level, lesson.native.name, lesson.active)
-        if channel.group:
-            text += " I answer every message here." if lesson.answer_all else " Mention me or reply to me to practise."
-    await interaction.response.send_message(text, ephemeral=True)
-
-
-@app_commands.command(name="help", description=_about("help"))
-@everywhere
-async def show_help(interaction: Interaction) -> None:
-    await interaction.response.send_message(HELP + SERVER_HINT, ephemeral=True)
-
-
-@app_commands.command(description="Answer every message in this channel (on), or only mentions and replies (off)")
-@app_commands.describe(mode="on: answer every message; off: only when mentioned or replied to")
-@app_commands.allowed_contexts(guilds=True, dms=False, private_channels=False)
-@teachers_only
-async def classroom(interaction: Interaction, mode: Literal["on", "off"]) -> None:
-    bot = interaction.client
-    lesson = await bot.tutor.set_answer_all(interaction_channel(interaction), mode == "on")
-    if not lesson.answer_all:
-        text = "From now on I answer here only when mentioned or replied to."
-    elif bot.intents.message_content:
-        text = "From now on I answer every message in this channel."
-    else:
-        text = NEEDS_INTENT
-    await interaction.response.send_message(text)
 
 
 def build_bot(tutor: Tutor, settings: Settings, *, time_scale: float = 1.0) -> Polyglott:
@@ -514,7 +719,7 @@ async def serve(tutor: Tutor, settings: Settings, stop: asyncio.Event, *, time_s
                 running.result()  # a bad token, or an intent the portal has not enabled: `polyglott run` reports it
                 return
             log.info("stopping", extra={"adapter": "discord"})
-            await bot.finish(GRACE)
+            await bot.conversation.finish(settings.shutdown_grace)
         except discord.PrivilegedIntentsRequired:
             log.error(
                 "POLYGLOTT_DISCORD_MESSAGE_CONTENT is on, but the Message Content intent is not enabled for this "

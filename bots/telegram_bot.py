@@ -1,10 +1,11 @@
-"""Polyglott on Telegram: updates in, the tutor's replies out, within Telegram's limits.
+"""Polyglott on Telegram: updates in as calls on the conversation, its outcomes out within Telegram's limits.
 
-The adapter is thin on purpose. It decides whether a message is for the tutor (private chats: always;
-groups: when the bot is mentioned, replied to or commanded), who may change a classroom's lesson (the
-group's admins), and how a reply is shown: a live draft then the final message in private chats,
-send-then-edit in groups, HTML with a plain-text fallback, and one flood budget per chat shared by every
-reply and notice there. Lessons, history and prompts are the core's.
+The adapter decides nothing about tutoring and writes no words of its own: `core.conversation` does. It
+parses each update into an `Origin` (the chat or forum topic, who wrote, their app's language, whether they
+are one of the group's admins) and one call on the conversation, and renders what comes back: Markdown as
+HTML with a plain-text fallback, buttons as inline keyboards (or deep links into the private chat), notes
+meant for one person as alerts or private messages, files as documents, and a streamed reply as a live
+draft in private chats and send-then-edit in groups, with one flood budget per chat shared by all of it.
 
 Time: every Telegram duration here (flood windows, edit cadence, retry-after waits) is multiplied by
 `time_scale`. Production runs at 1.0; tests run the fake Bot API with `FakeTelegram(time_scale=s)` and
@@ -14,13 +15,16 @@ pass the same `s` to `serve`/`build_application`, so both sides agree on a shrun
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dtm
+import functools
+import html
 import itertools
 import logging
 import re
 import traceback
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -28,14 +32,26 @@ from urllib.parse import urlsplit
 from telegram import (
     Bot,
     BotCommand,
+    CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     Message,
     MessageEntity,
     ReplyParameters,
     Update,
+    User,
 )
-from telegram.constants import ChatAction, ChatMemberStatus, ChatType, FloodLimit, MessageLimit, ParseMode
+from telegram.constants import (
+    BotCommandLimit,
+    CallbackQueryLimit,
+    ChatAction,
+    ChatMemberStatus,
+    ChatType,
+    FloodLimit,
+    MessageLimit,
+    ParseMode,
+)
 from telegram.error import (
     BadRequest,
     EndPointNotFound,
@@ -59,19 +75,17 @@ from telegram.ext import (
 )
 from telegram.warnings import PTBDeprecationWarning
 
-from bots.cli import GRACE
 from bots.telegram_html import to_html
 from core import relay
-from core.answer import answer
-from core.commands import COMMANDS, HELP, describe, learn_arguments, parse_command
-from core.errors import NoLesson, TutorError, UnknownLanguage
-from core.languages import CATALOG, POPULAR, Language, by_code, find_language
-from core.lesson import Level
-from core.logs import content
+from core.commands import COMMANDS, parse_command
+from core.conversation import Conversation, Notice, Origin
+from core.i18n import UI_LANGUAGES, render
+from core.outcome import Attachment, Button, Buttons, Note, Unreachable
 from core.pacing import ChatPacer, Pacers, scaled
 from core.relay import DraftsUnavailable, Limits
 from core.settings import Settings
-from core.tutor import Channel, Learner, Reply, Tutor
+from core.splitting import split_message
+from core.tutor import Channel, Learner, Tutor
 
 log = logging.getLogger(__name__)
 
@@ -87,50 +101,30 @@ GROUP_WINDOWS: tuple[Window, ...] = ((1, 1.2), (FloodLimit.MESSAGES_PER_MINUTE_P
 # 3 s, the pace at which a single reply alone would use a group's whole budget.
 PRIVATE_LIMITS = Limits(MessageLimit.MAX_TEXT_LENGTH, edit_interval=1.2, draft_interval=0.4, use_drafts=True)
 GROUP_LIMITS = Limits(MessageLimit.MAX_TEXT_LENGTH, edit_interval=3.2)
-ADMIN_CACHE_SECONDS = 60.0  # how long a getChatMember answer is trusted
+ALERT_LENGTH = CallbackQueryLimit.ANSWER_CALLBACK_QUERY_TEXT_LENGTH  # 200 characters in a button's alert
+CAPTION_LENGTH = MessageLimit.CAPTION_LENGTH  # 1024 characters under a file
 NETWORK_RETRIES = 2  # extra tries for a send or edit that failed in transit (a 502, a timeout)
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # edited messages are never even delivered
-
-LESSON_CHANGES = frozenset({"learn", "level", "native", "reset", "stop"})  # admins only, in groups
-START = "What I am and how to begin"
-
-WELCOME_PRIVATE = (
-    "👋 Hi! I'm Polyglott, a language tutor. Write to me in the language you're learning and I'll answer at "
-    "your level and point out mistakes as we go."
-)
-WELCOME_GROUP = (
-    "👋 Hi! I'm Polyglott, this group's language tutor. Mention me (@{bot}) or reply to my messages to "
-    "practise; I answer at the class's level and point out mistakes. A group admin picks the lesson with "
-    "/learn <language> [level]."
-)
-PICK_LANGUAGE = (
-    "Which language would you like to practise? Pick one, or send /learn <language> [level], e.g. /learn spanish A2."
-)
-NO_LESSON_GROUP = (
-    "There is no lesson here yet. A group admin can start one with /learn <language>, e.g. /learn spanish."
-)
-ONLY_ADMINS = "Sorry, only this group's admins can change the lesson. Ask your teacher!"
-NOT_ALLOWED = "Sorry, this tutor is private and not available in this chat."
-NOT_TEXT = "I can only read text for now: stickers, photos and voice messages are beyond me. Write to me instead!"
-EXPIRED = "This button has expired. Send /learn to start again."
-SORRY = "Sorry, something went wrong on my side. Please try again."
+# A deep link's `start` payload: 1–64 characters of A-Z a-z 0-9 _ - (base64url of the action, no padding).
+_PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 _draft_ids = itertools.count(1)
 ApiResult = bool | dict[str, Any] | list[dict[str, Any]]  # what a Bot API call returns, as PTB's limiter sees it
 
 
 class MessageRateLimiter(AIORateLimiter):
-    """Telegram's bot-wide 30 messages a second, sent evenly at 25 a second; typing and drafts are not messages.
+    """Telegram's bot-wide 30 messages a second, sent evenly at 25 a second; what is not a message passes.
 
     Evenly, because aiolimiter's bucket of 30 lets 60 through in a second after a quiet spell, and Telegram
     answers the 31st with a 429 (the throughput benchmark found it); 25, because calls spaced 1/30 s apart
-    arrive bunched by jitter (a busy event loop, the network), and 5 to spare absorbs about 200 ms. Drafts and
-    typing pass freely, paced per chat by the relay: queued behind messages they would delay the first words
-    of every reply. Per-chat and per-group budgets are the pacers', which know which update is final.
+    arrive bunched by jitter (a busy event loop, the network), and 5 to spare absorbs about 200 ms. Drafts,
+    typing and answers to button presses pass freely (drafts and typing paced per chat by the relay): queued
+    behind messages they would delay the first words of every reply, or leave a button spinning.
+    Per-chat and per-group budgets are the pacers', which know which update is final.
     max_retries=0 hands every RetryAfter to the relay, which waits it out itself.
     """
 
-    PREVIEWS = frozenset({"sendMessageDraft", "sendChatAction"})
+    NOT_MESSAGES = frozenset({"sendMessageDraft", "sendChatAction", "answerCallbackQuery"})
     PER_SECOND = FloodLimit.MESSAGES_PER_SECOND - 5
 
     def __init__(self, time_scale: float = 1.0) -> None:
@@ -145,7 +139,7 @@ class MessageRateLimiter(AIORateLimiter):
         data: dict[str, Any],
         rate_limit_args: int | None,
     ) -> ApiResult:
-        if endpoint in self.PREVIEWS:
+        if endpoint in self.NOT_MESSAGES:
             return await callback(*args, **kwargs)
         return await super().process_request(callback, args, kwargs, endpoint, data, rate_limit_args)
 
@@ -173,117 +167,260 @@ class Place:
 
 
 class TelegramChat:
-    """One reply's (or notice's) way into a chat: the `core.answer.Chat` the relay writes to.
+    """One event's way back into its chat: the `core.outcome.Surface` the conversation renders on.
 
-    `send` and `edit` are paced by the relay with the chat's pacer; `post`, `rewrite` and `notify` pace
-    themselves with it. Markdown goes out as HTML, or as plain text when Telegram cannot parse it.
+    `send`, `edit` and `draft` are paced by the relay with the chat's pacer; notes and files pace themselves
+    with it. For a button press (`query`) the press is answered exactly once, at the first outcome: with an
+    alert if that is a private note that fits one, else empty (`settle` answers if nothing was shown).
+    `user_id` is the person who caused the event, whose private chat takes what is for them alone.
     """
 
-    def __init__(self, bot: Bot, place: Place, pacer: ChatPacer, scale: float, reply_to: int | None = None) -> None:
-        self.bot = bot
+    def __init__(
+        self,
+        adapter: TelegramBot,
+        place: Place,
+        *,
+        user_id: int | None,
+        question: int | None = None,
+        query: CallbackQuery | None = None,
+    ) -> None:
+        self.adapter = adapter
+        self.bot: Bot = adapter.application.bot
         self.place = place
-        self.pacer = pacer
-        self.scale = scale
-        self.reply_to = reply_to  # a group reply quotes the question it answers, in its first message
+        self.user_id = user_id
+        self.budget = adapter.pacer(place)
+        self.pacer: ChatPacer | None = self.budget
+        self.limits: Limits = adapter.limits(place)
+        self.question = question  # a group answer quotes the message it answers
+        self.reply_to = question  # … in the first message of a reply
+        self.query = query
+        pressed = query.message if query is not None else None
+        self.pressed = pressed.message_id if isinstance(pressed, Message) and _accessible(pressed) else None
+        self.answered = query is None
         self.draft_id = next(_draft_ids)
-        self.drafts_refused = False
 
-    async def send(self, text: str) -> int:
-        quote = ReplyParameters(self.reply_to, allow_sending_without_reply=True) if self.reply_to else None
+    # The relay's target
+
+    async def send(self, text: str, buttons: Buttons = ()) -> int:
+        await self.settle()
+        quote = _quote(self.reply_to)
         message = await self._rendered(
             self.bot.send_message,
             text,
             chat_id=self.place.chat_id,
             message_thread_id=self.place.topic,
             reply_parameters=quote,
+            reply_markup=self.keyboard(buttons),
         )
         self.reply_to = None
         return message.message_id
 
-    async def edit(self, handle: int, text: str) -> None:
+    async def edit(self, handle: int, text: str, buttons: Buttons = ()) -> None:
+        await self.settle()
         try:
-            await self._rendered(self.bot.edit_message_text, text, chat_id=self.place.chat_id, message_id=handle)
+            await self._rendered(
+                self.bot.edit_message_text,
+                text,
+                chat_id=self.place.chat_id,
+                message_id=handle,
+                reply_markup=self.keyboard(buttons),
+            )
         except BadRequest as error:
             if "not modified" not in str(error).lower():  # the same text rendered twice: already shown
                 raise
 
     async def draft(self, text: str) -> None:
+        """A live preview; any failure turns this reply into send-then-edit, a refusal this chat for good."""
+        await self.settle()
+        if self.place.chat_id in self.adapter.no_drafts:
+            raise DraftsUnavailable()
         try:
             await self._rendered(
                 self.bot.send_message_draft,
                 text,
+                retries=0,
                 chat_id=self.place.chat_id,
                 draft_id=self.draft_id,
                 message_thread_id=self.place.topic,
             )
         except (BadRequest, InvalidToken, EndPointNotFound) as error:  # PTB reads a 404 as a bad token
-            self.drafts_refused = True
+            self.adapter.refuse_drafts(self.place)
+            raise DraftsUnavailable() from error
+        except NetworkError as error:  # a 5xx or a timeout: this reply goes on without drafts
             raise DraftsUnavailable() from error
 
     async def typing(self) -> None:
+        await self.settle()
         await self.bot.send_chat_action(self.place.chat_id, ChatAction.TYPING, message_thread_id=self.place.topic)
 
-    async def notify(self, text: str) -> None:
-        await self.post(text)
+    # Notes and files
 
-    async def post(self, text: str, buttons: InlineKeyboardMarkup | None = None) -> Message:
-        """A plain-text message outside any relay (a command's answer, a notice)."""
-        quote = ReplyParameters(self.reply_to, allow_sending_without_reply=True) if self.reply_to else None
-        return await self._paced(
-            lambda: self.bot.send_message(
-                self.place.chat_id,
-                text,
-                message_thread_id=self.place.topic,
-                reply_parameters=quote,
-                reply_markup=buttons,
-            )
+    async def note(self, note: Note) -> None:
+        confidential = note.private and self.place.group  # must not be shown to the group
+        if note.replaces and self.pressed is not None and not confidential:
+            await self.settle()
+            await self._replace(self.pressed, note.text, note.buttons)
+            return
+        if note.private and await self._alert(note):
+            return
+        await self.settle()
+        if confidential and note.again:
+            await self._privately(lambda chat: chat.post(note.text, note.buttons))
+            return
+        await self.post(note.text, note.buttons)  # in a group without `again`: a reply to the person
+
+    async def attach(self, attachment: Attachment) -> None:
+        await self.settle()
+        if attachment.private and self.place.group and attachment.again:
+            await self._privately(lambda chat: chat.document(attachment))
+            return
+        await self.document(attachment)
+
+    async def post(self, text: str, buttons: Buttons = ()) -> None:
+        """A note as messages of their own (more than one only past 4096 characters; buttons under the last)."""
+        parts = split_message(text, MessageLimit.MAX_TEXT_LENGTH) or [text]
+        for index, part in enumerate(parts):
+            markup = self.keyboard(buttons) if index == len(parts) - 1 else None
+            await self._paced(functools.partial(self._send_part, part, markup))
+
+    async def _send_part(self, text: str, markup: InlineKeyboardMarkup | None) -> Message:
+        return await self._rendered(
+            self.bot.send_message,
+            text,
+            chat_id=self.place.chat_id,
+            message_thread_id=self.place.topic,
+            reply_parameters=_quote(self.question),
+            reply_markup=markup,
         )
 
-    async def rewrite(self, message_id: int, text: str, buttons: InlineKeyboardMarkup | None = None) -> None:
-        """Replace a message of ours with plain text (the buttons go unless new ones are given)."""
+    async def document(self, attachment: Attachment) -> None:
+        upload = InputFile(attachment.data, filename=attachment.name)
         await self._paced(
-            lambda: self.bot.edit_message_text(
-                text, chat_id=self.place.chat_id, message_id=message_id, reply_markup=buttons
+            lambda: self._rendered(
+                self.bot.send_document,
+                attachment.caption[:CAPTION_LENGTH],  # HTML never shows more than its Markdown source
+                field="caption",
+                chat_id=self.place.chat_id,
+                document=upload,
+                message_thread_id=self.place.topic,
+                reply_parameters=_quote(self.question),
             )
         )
+
+    async def settle(self, text: str = "") -> None:
+        """Answer the button press, if it has not been answered yet (Telegram shows a spinner until then)."""
+        if self.answered:
+            return
+        self.answered = True
+        await self._answer(text, alert=False)
+
+    def keyboard(self, buttons: Buttons) -> InlineKeyboardMarkup | None:
+        if not buttons:
+            return None  # on an edit, no markup takes the old keyboard away
+        return InlineKeyboardMarkup([[self._button(button) for button in row] for row in buttons])
+
+    # Helpers
+
+    def _button(self, button: Button) -> InlineKeyboardButton:
+        if button.opens:
+            return InlineKeyboardButton(button.label, url=deep_link(self.bot.username, button.opens))
+        return InlineKeyboardButton(button.label, callback_data=button.action)
+
+    async def _alert(self, note: Note) -> bool:
+        """A private note as the answer to the press that caused it, if it is the first outcome and fits."""
+        text = _plain(note.text)
+        if self.answered or note.buttons or not text or len(text) > ALERT_LENGTH:
+            return False
+        self.answered = True
+        await self._answer(text, alert=True)
+        return True
+
+    async def _answer(self, text: str, *, alert: bool) -> None:
+        assert self.query is not None
+        try:
+            await self.query.answer(text or None, show_alert=alert or None)
+        except TelegramError as error:  # too late (the query expired): nothing to show it on any more
+            log.warning("could not answer a button press", extra={**_extra(self.place), "error": type(error).__name__})
+
+    async def _replace(self, message_id: int, text: str, buttons: Buttons) -> None:
+        """The pressed message shows `text` instead, with `buttons` or none."""
+        first, *rest = split_message(text, MessageLimit.MAX_TEXT_LENGTH) or [text]
+        try:
+            await self._paced(
+                lambda: self._rendered(
+                    self.bot.edit_message_text,
+                    first,
+                    chat_id=self.place.chat_id,
+                    message_id=message_id,
+                    reply_markup=None if rest else self.keyboard(buttons),
+                )
+            )
+        except BadRequest as error:
+            if "not modified" not in str(error).lower():
+                raise
+        if rest:
+            await self.post("\n\n".join(rest), buttons)
+
+    async def _privately(self, show: Callable[[TelegramChat], Awaitable[None]]) -> None:
+        """Show something in the person's private chat; `Unreachable` if Telegram will not let us write there."""
+        if self.user_id is None:  # an anonymous admin, speaking as the group: no private chat to write to
+            raise Unreachable()
+        private = TelegramChat(self.adapter, Place(self.user_id, None, group=False), user_id=self.user_id)
+        try:
+            await show(private)
+        except Forbidden as error:  # never started the bot, or blocked it
+            raise Unreachable() from error
+        except BadRequest as error:
+            if "chat not found" not in str(error).lower():
+                raise
+            raise Unreachable() from error
 
     async def _paced(self, call: Callable[[], Awaitable[T]]) -> T:
         """Wait for the chat's budget like a final text does; a flood wait delays, never drops, the call."""
         while True:
-            await self.pacer.acquire(urgent=True)
+            await self.budget.acquire(urgent=True)
             try:
-                return await self._call(call)
+                return await call()
             except relay.RetryAfter as wait:
-                self.pacer.pause(wait.seconds)
+                self.budget.pause(wait.seconds)
                 await asyncio.sleep(wait.seconds)
 
-    async def _rendered(self, method: Callable[..., Awaitable[T]], markdown: str, **kwargs: Any) -> T:
+    async def _rendered(
+        self,
+        method: Callable[..., Awaitable[T]],
+        markdown: str,
+        *,
+        field: str = "text",
+        retries: int = NETWORK_RETRIES,
+        **kwargs: Any,
+    ) -> T:
         try:
-            return await self._call(lambda: method(text=to_html(markdown), parse_mode=ParseMode.HTML, **kwargs))
+            html_kwargs = {field: to_html(markdown), "parse_mode": ParseMode.HTML}
+            return await self._call(lambda: method(**html_kwargs, **kwargs), retries)
         except BadRequest as error:
             reason = str(error).lower()
             if "can't parse entities" not in reason and "text is empty" not in reason:
                 raise
             log.warning("html refused, sent as plain text", extra={**_extra(self.place), "error": "BadRequest"})
-            return await self._call(lambda: method(text=markdown, **kwargs))
+            return await self._call(lambda: method(**{field: markdown}, **kwargs), retries)
 
-    async def _call(self, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, call: Callable[[], Awaitable[T]], retries: int = NETWORK_RETRIES) -> T:
         """Telegram's RetryAfter as the relay's; a failure in transit is tried again a couple of times."""
         for attempt in itertools.count():
             try:
                 return await call()
             except RetryAfter as error:
                 log.warning("flood wait of %g s", _seconds(error), extra={**_extra(self.place), "error": "RetryAfter"})
-                raise relay.RetryAfter(_seconds(error) * self.scale) from error
+                raise relay.RetryAfter(_seconds(error) * self.adapter.scale) from error
             except NetworkError as error:
-                if isinstance(error, BadRequest) or attempt >= NETWORK_RETRIES:
+                if isinstance(error, BadRequest) or attempt >= retries:
                     raise
                 await asyncio.sleep(0.5 * (attempt + 1))
         raise AssertionError("unreachable")
 
 
 class TelegramBot:
-    """The handlers, the per-chat flood budgets and the admin cache of one running bot."""
+    """The handlers, the per-chat flood budgets and the chats that refused drafts, of one running bot."""
 
     def __init__(self, tutor: Tutor, settings: Settings, *, time_scale: float = 1.0) -> None:
         if settings.telegram_token is None:
@@ -291,20 +428,9 @@ class TelegramBot:
         self.tutor = tutor
         self.settings = settings
         self.scale = time_scale
+        self.conversation = Conversation(tutor)
         self.pacers = Pacers()
-        self.drafts = True  # until Telegram refuses them once
-        self._admins: dict[tuple[int, int], tuple[bool, float]] = {}
-        self._busy: set[asyncio.Task[Any]] = set()
-        self._commands: dict[str, Callable[[Message, Place, tuple[str, ...]], Awaitable[None]]] = {
-            "start": self.start,
-            "learn": self.learn,
-            "level": self.level,
-            "native": self.native,
-            "status": self.status,
-            "reset": self.reset,
-            "stop": self.stop,
-            "help": self.help,
-        }
+        self.no_drafts: set[int] = set()  # private chats where Telegram refused a draft
         api = settings.telegram_api_url.rstrip("/")
         self.application: Application[Any, Any, Any, Any, Any, Any] = (
             ApplicationBuilder()
@@ -318,8 +444,9 @@ class TelegramBot:
         # With max_retries=0 the limiter logs each RetryAfter as an error with a traceback; it is handled here.
         logging.getLogger("telegram.ext.AIORateLimiter").setLevel(logging.CRITICAL)
         new = filters.UpdateType.MESSAGE  # new messages only: edits of old ones are ignored
+        commands = [spec.name for spec in COMMANDS]
         self.application.add_handler(TypeHandler(Update, self.gate), group=-1)
-        self.application.add_handler(CommandHandler(list(self._commands), self.on_command, filters=new))
+        self.application.add_handler(CommandHandler(commands, self.on_command, filters=new))
         self.application.add_handler(MessageHandler(new & filters.COMMAND, self.on_unknown_command))
         self.application.add_handler(MessageHandler(new & filters.TEXT, self.on_text))
         self.application.add_handler(MessageHandler(new, self.on_other))
@@ -332,10 +459,7 @@ class TelegramBot:
         """Serve until `stop`; then take no more updates, let replies in progress finish, and close."""
         application = self.application
         async with application:
-            # Only what this adapter handles, with the descriptions every platform shares.
-            await application.bot.set_my_commands(
-                [BotCommand(name, COMMANDS.get(name, START)) for name in self._commands]
-            )
+            await self.register_commands()
             await application.start()
             try:
                 await self._receive()
@@ -344,8 +468,27 @@ class TelegramBot:
             finally:
                 if application.updater and application.updater.running:
                     await application.updater.stop()
-                await self._finish(GRACE)
+                await self.conversation.finish(self.settings.shutdown_grace)
                 await application.stop()
+
+    async def register_commands(self) -> None:
+        """The command menu in every UI language, and by default in the bot's default language; a failure
+        costs the menu only, so it is logged and the bot serves anyway."""
+        lists: list[tuple[str | None, str]] = [(code, code) for code in UI_LANGUAGES]
+        lists.append((None, self.tutor.default_native.code))
+        for language_code, language in lists:
+            commands = [
+                BotCommand(spec.name, render(spec.description, language)[: BotCommandLimit.MAX_DESCRIPTION])
+                for spec in COMMANDS
+            ]
+            try:
+                await self.application.bot.set_my_commands(commands, language_code=language_code)
+            except TelegramError as error:
+                log.warning(
+                    "could not register the commands for %s",
+                    language_code or "everyone",
+                    extra={"adapter": "telegram", "error": type(error).__name__},
+                )
 
     async def _receive(self) -> None:
         updater = self.application.updater
@@ -365,58 +508,59 @@ class TelegramBot:
             allowed_updates=ALLOWED_UPDATES,
         )
 
-    async def _finish(self, grace: float) -> None:
-        """Give replies being written and shown `grace` seconds in all, then cut them off (they are saved)."""
-        deadline = asyncio.get_running_loop().time() + grace
-        await self.tutor.drain(grace)
-        if self._busy:
-            _, late = await asyncio.wait(self._busy, timeout=max(0.0, deadline - asyncio.get_running_loop().time()))
-            for task in late:
-                task.cancel()
-
     # Every update
 
     async def gate(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Runs first: tracks the update for a graceful stop and turns away chats off the allow-list."""
-        task = asyncio.current_task()
-        if task is not None:
-            self._busy.add(task)
-            task.add_done_callback(self._busy.discard)
+        """Runs first: turns away chats off the allow-list (only what was meant for us gets an answer)."""
         chat, allowed = update.effective_chat, self.settings.telegram_allowed_chats
         if not allowed or chat is None or chat.id in allowed:
             return
         log.info("chat not allowed", extra={"adapter": "telegram", "channel": f"telegram:{chat.id}"})
         if update.callback_query:
-            await update.callback_query.answer(NOT_ALLOWED)
+            pressed = self._pressed(update.callback_query)
+            if pressed is not None:
+                origin, surface = pressed
+                try:
+                    await self.conversation.notice(origin, Notice.NOT_ALLOWED, surface)
+                finally:
+                    await surface.settle()
         elif update.message and self._addressed(update.message, commands=True):
-            await self._chat(Place.of(update.message), update.message).post(NOT_ALLOWED)
+            origin, surface = self._event(update.message)
+            await self.conversation.notice(origin, Notice.NOT_ALLOWED, surface)
         raise ApplicationHandlerStop
 
     async def on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Log what failed and where, never the text; the chat gets an apology, never a traceback."""
-        error = context.error
-        frames = traceback.extract_tb(error.__traceback__) if error else []
-        where = f"{frames[-1].name}:{frames[-1].lineno}" if frames else "-"
-        place = _place(update)
-        log.error(
-            "update failed in %s",
-            where,
-            extra={
-                "adapter": "telegram",
-                "channel": place.channel.id if place else "-",
-                "error": type(error).__name__,
-            },
-            exc_info=error if self.settings.log_content else None,  # a traceback may quote a message
-        )
-        if not isinstance(update, Update) or place is None or isinstance(error, Forbidden):
-            return
+        """Log what failed and where, never the text; the chat gets an apology, never a traceback. Never raises:
+        Telegram may be what is failing."""
         try:
-            if update.callback_query:
-                await update.callback_query.answer(SORRY)
-            else:
-                await self._chat(place, update.message).post(SORRY)
-        except TelegramError:
-            pass  # Telegram itself is failing: the log line is all we can do
+            error = context.error
+            frames = traceback.extract_tb(error.__traceback__) if error else []
+            where = f"{frames[-1].name}:{frames[-1].lineno}" if frames else "-"
+            place = _place(update)
+            log.error(
+                "update failed in %s",
+                where,
+                extra={
+                    "adapter": "telegram",
+                    "channel": place.channel.id if place else "-",
+                    "error": type(error).__name__,
+                },
+                exc_info=error if self.settings.log_content else None,  # a traceback may quote a message
+            )
+            # on_button apologised for a press already; a chat that refused us will refuse an apology too.
+            if not isinstance(update, Update) or place is None or update.callback_query or isinstance(error, Forbidden):
+                return
+            user = update.effective_user
+            message = update.effective_message
+            surface = TelegramChat(
+                self,
+                place,
+                user_id=user.id if user else None,
+                question=message.message_id if message is not None and place.group else None,
+            )
+            await surface.post(self.conversation.apology(user.language_code if user else None))
+        except Exception:  # the log line (if it was written) is all that is left
+            pass
 
     # Messages
 
@@ -424,182 +568,139 @@ class TelegramBot:
         message = update.message
         assert message is not None and message.text is not None
         place = Place.of(message)
-        if place.group and not self._addressed(message):
+        if place.group and not self._addressed(message) and not await self._answers_all(place):
             return
         text = re.sub(rf"@{re.escape(self._username)}\b[,:]?", "", message.text, flags=re.IGNORECASE).strip()
-        log.info("message %s", content(text, self.settings.log_content), extra=_extra(place))
-        try:
-            reply = await self.tutor.reply(place.channel, _learner(message), text)
-        except NoLesson:
-            await self._no_lesson(message, place)
-            return
-        except TutorError as error:
-            await self._chat(place, message).post(str(error))
-            return
-        if reply is not None:
-            await self._answer(reply, place, message)
+        origin, surface = self._event(message)
+        await self.conversation.message(origin, text, surface)
 
     async def on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """Stickers, photos, voice notes…: say what works today, in a group only when it was meant for us."""
+        """Stickers, photos, voice notes…: core says what works today; in a group only when meant for us."""
         message = update.message
         assert message is not None
-        place = Place.of(message)
-        if place.group and not self._addressed(message):
+        if Place.of(message).group and not self._addressed(message):
             return
-        log.info("not text", extra=_extra(place))
-        await self._chat(place, message).post(NOT_TEXT)
+        origin, surface = self._event(message)
+        await self.conversation.notice(origin, Notice.NOT_TEXT, surface)
 
     async def on_unknown_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         message = update.message
         assert message is not None and message.text is not None
-        place = Place.of(message)
         command = parse_command(message.text, self._username)
         # In a group a bare /command may be meant for another bot; answer only what names us.
-        if command is None or (place.group and "@" not in message.text.split()[0]):
+        if command is None or (Place.of(message).group and "@" not in message.text.split()[0]):
             return
-        await self._chat(place, message).post(f"I don't know /{command.name}. /help lists what I can do.")
+        origin, surface = self._event(message)
+        await self.conversation.unknown_command(origin, command.name, surface)
 
     async def on_command(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A command; `/start <payload>` in a private chat is a deep link's way in and presses its action."""
         message = update.message
         assert message is not None and message.text is not None
         command = parse_command(message.text, self._username)
         assert command is not None  # CommandHandler already checked it is ours
-        place = Place.of(message)
-        log.info("command /%s", command.name, extra=_extra(place))
-        if command.name in LESSON_CHANGES and not await self._may_teach(message):
-            log.info("refused: not an admin", extra=_extra(place))
-            await self._chat(place, message).post(ONLY_ADMINS)
-            return
-        try:
-            await self._commands[command.name](message, place, command.args)
-        except UnknownLanguage as error:
-            await self._chat(place, message).post(str(error), _language_buttons(error.suggestions or None))
-        except TutorError as error:
-            await self._chat(place, message).post(str(error))
-
-    # Commands
-
-    async def start(self, message: Message, place: Place, args: tuple[str, ...]) -> None:
-        welcome = WELCOME_GROUP.format(bot=self._username) if place.group else WELCOME_PRIVATE
-        lesson = await self.tutor.lesson(place.channel)
-        if lesson is None:
-            await self._chat(place, message).post(f"{welcome}\n\n{PICK_LANGUAGE}", _language_buttons())
-        else:
-            now = describe(lesson.language.name, lesson.level, lesson.native.name, lesson.active)
-            await self._chat(place, message).post(f"{welcome}\n\n{now}")
-
-    async def learn(self, message: Message, place: Place, args: tuple[str, ...]) -> None:
-        wanted, level = learn_arguments(args)
-        if wanted is None:
-            lesson = await self.tutor.lesson(place.channel)
-            if lesson is not None and (level or not lesson.active):  # `/learn B1`, or resuming after /stop
-                await self._begin(place, lesson.language, level, message)
-            else:
-                await self._chat(place, message).post(PICK_LANGUAGE, _language_buttons())
-            return
-        language = find_language(wanted).language
-        if level is None:
-            await self._chat(place, message).post(_which_level(language), _level_buttons(language))
-        else:
-            await self._begin(place, language, level, message)
-
-    async def level(self, message: Message, place: Place, args: tuple[str, ...]) -> None:
-        if not args:
-            await self._chat(place, message).post("Which level? Send /level A1, A2, B1, B2, C1 or C2.")
-            return
-        lesson = await self.tutor.set_level(place.channel, args[0])
-        await self._chat(place, message).post(f"Level set to {lesson.level}.")
-
-    async def native(self, message: Message, place: Place, args: tuple[str, ...]) -> None:
-        if not args:
-            await self._chat(place, message).post("Which language should I explain in? e.g. /native english")
-            return
-        lesson = await self.tutor.set_native(place.channel, " ".join(args))
-        await self._chat(place, message).post(f"Explanations will be in {lesson.native.name}.")
-
-    async def status(self, message: Message, place: Place, args: tuple[str, ...]) -> None:
-        lesson = await self.tutor.lesson(place.channel)
-        if lesson is None:
-            await self._no_lesson(message, place)
-            return
-        now = describe(lesson.language.name, lesson.level, lesson.native.name, lesson.active)
-        await self._chat(place, message).post(now)
-
-    async def reset(self, message: Message, place: Place, args: tuple[str, ...]) -> None:
-        await self.tutor.reset(place.channel)
-        await self._chat(place, message).post("Conversation forgotten. Say something to start again.")
-
-    async def stop(self, message: Message, place: Place, args: tuple[str, ...]) -> None:
-        await self.tutor.pause(place.channel)
-        await self._chat(place, message).post("Lesson paused. /learn picks it up again.")
-
-    async def help(self, message: Message, place: Place, args: tuple[str, ...]) -> None:
-        group = f"\n\nIn a group, mention me (@{self._username}) or reply to my messages." if place.group else ""
-        await self._chat(place, message).post(HELP + group)
+        origin, surface = self._event(message)
+        if command.name == "start" and command.args and not origin.channel.group:
+            action = opened(command.args[0])
+            if action is not None:
+                await self.conversation.follow(origin, action, surface)
+                return
+        await self.conversation.command(origin, command.name, command.args, surface)
 
     # Buttons
 
     async def on_button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """`learn:es` asks for the level; `level:es:B1` starts the lesson. Every query is answered."""
+        """A button's `callback_data` is a core action, however old the message; every press is answered once."""
         query = update.callback_query
         assert query is not None
-        message = query.message
-        if not isinstance(message, Message):  # too old for Telegram to show us
-            await query.answer(EXPIRED)
-            return
-        place = Place.of(message)
-        log.info("button", extra=_extra(place))
-        if place.group and not await self._is_admin(place.chat_id, query.from_user.id):
-            await query.answer(ONLY_ADMINS, show_alert=True)
-            return
-        kind, _, rest = (query.data or "").partition(":")
-        code, _, level = rest.partition(":")
-        language = next((lang for lang in CATALOG if lang.code == code), None)
-        chat = self._chat(place)
-        if language is not None and kind == "learn":
+        pressed = self._pressed(query)
+        if pressed is None:  # a button under an inline message: we send none, so it cannot be ours
             await query.answer()
-            await chat.rewrite(message.message_id, _which_level(language), _level_buttons(language))
-        elif language is not None and kind == "level" and level in Level.__members__:
-            await query.answer(f"{language.name}, {level}")
-            await chat.rewrite(message.message_id, f"{language}, level {level}.")
-            await self._begin(place, language, level, None)
-        else:
-            await query.answer(EXPIRED)
+            return
+        origin, surface = pressed
+        try:
+            if not _accessible(query.message) or not query.data:  # too old for Telegram to show us
+                await self.conversation.notice(origin, Notice.EXPIRED, surface)
+            else:
+                await self.conversation.press(origin, query.data, surface)
+        except Exception:
+            await self._apologise(surface, origin)
+            raise  # for on_error's log line
+        finally:
+            await surface.settle()
 
-    # Helpers
+    async def _apologise(self, surface: TelegramChat, origin: Origin) -> None:
+        """A press that failed: the apology as its answer, or in the chat if the press was answered already."""
+        apology = self.conversation.apology(origin.locale)
+        try:
+            if surface.answered:
+                await surface.post(apology)
+            else:
+                await surface.settle(apology)
+        except Exception as error:  # Telegram itself is failing: on_error's log line is all that is left
+            log.warning("could not apologise", extra={**_extra(surface.place), "error": type(error).__name__})
+
+    # Parsing
 
     @property
     def _username(self) -> str:
-        return self.application.bot.username
+        return str(self.application.bot.username)
 
-    def _chat(self, place: Place, message: Message | None = None) -> TelegramChat:
-        """A way into `place`; in a group, answers quote the `message` they answer."""
+    def pacer(self, place: Place) -> ChatPacer:
         windows = GROUP_WINDOWS if place.group else PRIVATE_WINDOWS
-        pacer = self.pacers.get(str(place.chat_id), scaled(windows, self.scale))
-        quote = message.message_id if message is not None and place.group else None
-        return TelegramChat(self.application.bot, place, pacer, self.scale, quote)
+        return self.pacers.get(str(place.chat_id), scaled(windows, self.scale))
 
-    async def _begin(self, place: Place, language: Language, level: str | None, message: Message | None) -> None:
-        await self._answer(await self.tutor.start(place.channel, language, level), place, message)
-
-    async def _answer(self, reply: Reply, place: Place, message: Message | None) -> None:
-        chat = self._chat(place, message)
-        base = GROUP_LIMITS if place.group else replace(PRIVATE_LIMITS, use_drafts=self.drafts)
-        limits = replace(
+    def limits(self, place: Place) -> Limits:
+        base = GROUP_LIMITS if place.group else replace(PRIVATE_LIMITS, use_drafts=place.chat_id not in self.no_drafts)
+        return replace(
             base, edit_interval=base.edit_interval * self.scale, draft_interval=base.draft_interval * self.scale
         )
-        delivery = await answer(reply, chat, limits, chat.pacer)
-        if chat.drafts_refused and self.drafts:
-            self.drafts = False
-            log.info("drafts refused: sending then editing from now on", extra=_extra(place))
-        updates = delivery.updates if delivery else 0
-        log.info("replied with %d updates", updates, extra={**_extra(place), "status": reply.status})
 
-    async def _no_lesson(self, message: Message, place: Place) -> None:
-        if place.group:
-            await self._chat(place, message).post(NO_LESSON_GROUP)
-        else:
-            await self._chat(place, message).post(PICK_LANGUAGE, _language_buttons())
+    def refuse_drafts(self, place: Place) -> None:
+        if place.chat_id not in self.no_drafts:
+            self.no_drafts.add(place.chat_id)
+            log.info("drafts refused: sending then editing in this chat from now on", extra=_extra(place))
+
+    def _event(self, message: Message) -> tuple[Origin, TelegramChat]:
+        """A message's origin, and the surface that answers it (quoting it, in a group)."""
+        place = Place.of(message)
+        user = message.from_user
+        speaker = None if message.sender_chat is not None or user is None else user.id
+        surface = TelegramChat(self, place, user_id=speaker, question=message.message_id if place.group else None)
+        sender_chat = message.sender_chat.id if message.sender_chat is not None else None
+        return self._origin(place, _learner(message), user, sender_chat), surface
+
+    def _pressed(self, query: CallbackQuery) -> tuple[Origin, TelegramChat] | None:
+        """A button press's origin (the presser, not the message's author) and its surface."""
+        message = query.message
+        if message is None:
+            return None
+        if isinstance(message, Message) and _accessible(message):
+            place = Place.of(message)
+        else:  # an inaccessible message still names its chat
+            place = Place(message.chat.id, None, message.chat.type != ChatType.PRIVATE)
+        user = query.from_user
+        surface = TelegramChat(self, place, user_id=user.id, query=query)
+        return self._origin(place, _user_learner(user), user, None), surface
+
+    def _origin(self, place: Place, learner: Learner, user: User | None, sender_chat: int | None) -> Origin:
+        async def may_teach() -> bool:
+            return await self._may_teach(place, user.id if user else None, sender_chat)
+
+        return Origin(
+            place.channel,
+            learner,
+            "telegram",
+            locale=user.language_code if user else None,
+            may_teach=may_teach,
+            hears_all=bool(self.application.bot.can_read_all_group_messages),
+        )
+
+    async def _answers_all(self, place: Place) -> bool:
+        """A classroom on `/classroom on`, where the bot can see every message (Group Privacy off)."""
+        return bool(self.application.bot.can_read_all_group_messages) and await self.conversation.answers_all(
+            place.channel
+        )
 
     def _addressed(self, message: Message, *, commands: bool = False) -> bool:
         """In a group: a reply to one of our messages, an @mention of us, or (if asked) a command."""
@@ -619,29 +720,18 @@ class TelegramBot:
             for entity, text in found.items()
         )
 
-    async def _may_teach(self, message: Message) -> bool:
-        if message.chat.type == ChatType.PRIVATE:
+    async def _may_teach(self, place: Place, user_id: int | None, sender_chat: int | None) -> bool:
+        """The group's creator or an administrator, asked of Telegram each time: a demoted admin loses it at once."""
+        if not place.group or sender_chat == place.chat_id:  # a private chat, or an anonymous admin as the group
             return True
-        if message.sender_chat is not None and message.sender_chat.id == message.chat.id:
-            return True  # an admin posting anonymously, as the group itself
-        return message.from_user is not None and await self._is_admin(message.chat.id, message.from_user.id)
-
-    async def _is_admin(self, chat_id: int, user_id: int) -> bool:
-        """The group's creator or an administrator; answers are cached for a minute."""
-        now = asyncio.get_running_loop().time()
-        cached = self._admins.get((chat_id, user_id))
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        try:
-            member = await self.application.bot.get_chat_member(chat_id, user_id)
-        except TelegramError as error:
-            log.warning("admin check failed", extra={"adapter": "telegram", "error": type(error).__name__})
+        if user_id is None:
             return False
-        admin = member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
-        if len(self._admins) > 4096:
-            self._admins = {key: value for key, value in self._admins.items() if value[1] > now}
-        self._admins[(chat_id, user_id)] = (admin, now + ADMIN_CACHE_SECONDS)
-        return admin
+        try:
+            member = await self.application.bot.get_chat_member(place.chat_id, user_id)
+        except TelegramError as error:
+            log.warning("admin check failed", extra={**_extra(place), "error": type(error).__name__})
+            return False
+        return member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
 
 
 def build_application(
@@ -656,12 +746,49 @@ async def serve(tutor: Tutor, settings: Settings, stop: asyncio.Event, *, time_s
     await TelegramBot(tutor, settings, time_scale=time_scale).run(stop)
 
 
+def deep_link(bot_username: str, action: str) -> str:
+    """A link that opens the private chat with the bot and sends `/start <payload>`, which presses `action`."""
+    payload = base64.urlsafe_b64encode(action.encode()).decode().rstrip("=")
+    return f"https://t.me/{bot_username}?start={payload}"
+
+
+def opened(payload: str) -> str | None:
+    """The action a deep link's payload carries (base64url, as `opens` buttons encode it); None for a payload
+    that is not one of ours. Which actions a link may press is core's call (`Conversation.follow`)."""
+    if not _PAYLOAD.fullmatch(payload):
+        return None
+    try:
+        action = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        return None
+    return action
+
+
 def _learner(message: Message) -> Learner:
     if message.sender_chat is not None:  # an anonymous admin or a linked channel speaks as a chat
-        return Learner(f"telegram:chat:{message.sender_chat.id}", message.sender_chat.title or "Teacher")
+        chat = message.sender_chat
+        return Learner(f"telegram:chat:{chat.id}", chat.title or chat.username or str(chat.id))
     user = message.from_user
     assert user is not None
+    return _user_learner(user)
+
+
+def _user_learner(user: User) -> Learner:
     return Learner(f"telegram:user:{user.id}", user.first_name)
+
+
+def _accessible(message: object) -> bool:
+    """A message Telegram still shows us (one too old comes as an `InaccessibleMessage`, or with date 0)."""
+    return isinstance(message, Message) and message.is_accessible
+
+
+def _quote(message_id: int | None) -> ReplyParameters | None:
+    return ReplyParameters(message_id, allow_sending_without_reply=True) if message_id else None
+
+
+def _plain(markdown: str) -> str:
+    """What Markdown looks like without formatting: an alert shows text as it is."""
+    return html.unescape(re.sub(r"<[^>]+>", "", to_html(markdown))).strip()
 
 
 def _place(update: object) -> Place | None:
@@ -681,18 +808,3 @@ def _seconds(error: RetryAfter) -> float:
         warnings.simplefilter("ignore", PTBDeprecationWarning)
         value = error.retry_after
     return value.total_seconds() if isinstance(value, dtm.timedelta) else float(value)
-
-
-def _which_level(language: Language) -> str:
-    return f"{language}: which level? A1 is a beginner, C2 near-native."
-
-
-def _language_buttons(languages: Iterable[Language] | None = None) -> InlineKeyboardMarkup:
-    chosen = list(languages) if languages is not None else [by_code(code) for code in POPULAR]
-    buttons = [InlineKeyboardButton(str(lang), callback_data=f"learn:{lang.code}") for lang in chosen]
-    return InlineKeyboardMarkup([buttons[i : i + 2] for i in range(0, len(buttons), 2)])
-
-
-def _level_buttons(language: Language) -> InlineKeyboardMarkup:
-    buttons = [InlineKeyboardButton(level, callback_data=f"level:{language.code}:{level}") for level in Level]
-    return InlineKeyboardMarkup([buttons[:3], buttons[3:]])

@@ -1,4 +1,8 @@
-"""The tutor in a terminal: the same core and commands, tokens printed as they stream."""
+"""The tutor in a terminal: typed lines become calls on the shared conversation, its outcomes are drawn here.
+
+Everything the learner reads comes from `core.conversation`; this module only parses lines (a command, the
+number of a choice just shown, or a message) and renders Markdown, live replies, numbered choices and files.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,32 @@ import asyncio
 import codecs
 import getpass
 import io
+import logging
 import os
 import sys
 import threading
-from collections.abc import Awaitable, Iterator
-from typing import TextIO
+from collections.abc import Awaitable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TextIO
 
-from core.commands import HELP, describe, learn_arguments, parse_command
-from core.errors import TutorError
-from core.lesson import Lesson
-from core.tutor import Channel, Learner, Reply, Tutor
+from markdown_it import MarkdownIt
+from rich.console import Console
+from rich.live import Live
+from rich.markdown import Markdown
+from rich.text import Text
+
+from core.commands import parse_command
+from core.conversation import Conversation, Notice, Origin
+from core.outcome import Attachment, Buttons, Note
+from core.pacing import ChatPacer
+from core.relay import Limits
+from core.tutor import Channel, Learner, Tutor
+
+log = logging.getLogger(__name__)
 
 QUIT = {"quit", "exit", "q"}
+PROMPT = "❯ "  # no words: what the learner reads is core's, in their language
+LIMITS = Limits(max_length=100_000, edit_interval=0.05)  # a terminal has no message size and no flood limit
 
 
 class Lines:
@@ -75,43 +93,230 @@ class Lines:
             yield pending.rstrip("\r")
 
 
+def terminal_locale(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The language the terminal is set to, as POSIX looks it up for messages: `de_DE.UTF-8` → `de_DE`.
+
+    None for the C/POSIX locale, which names no language.
+    """
+    for name in ("LC_ALL", "LC_MESSAGES", "LANG"):
+        value = environ.get(name, "")
+        if value:
+            tag = value.split(".")[0].split("@")[0]
+            return None if tag in ("C", "POSIX") else tag
+    return None
+
+
+class ChatMarkdown(Markdown):
+    """Markdown as the chat apps show it: every line break kept, and `<language>` is text, not HTML."""
+
+    PARSER = MarkdownIt("commonmark", {"html": False}).enable("strikethrough").enable("table")
+
+    def __init__(self, markup: str) -> None:
+        super().__init__(markup)
+        self.parsed = self.PARSER.parse(markup)
+        for token in self.parsed:
+            for child in token.children or ():
+                if child.type == "softbreak":
+                    child.type = "hardbreak"
+
+
+class Screen:
+    """The terminal as a `Surface`: replies appear as they are written, choices are numbered.
+
+    On a real terminal a reply is live Markdown, redrawn with each update; anywhere else (a pipe, a file)
+    the text is printed as it grows, plain, so that the first words show at once there too.
+    """
+
+    limits = LIMITS
+    pacer: ChatPacer | None = None
+
+    def __init__(self, stdout: TextIO, directory: Path | None = None) -> None:
+        self.stdout = stdout
+        self.console = Console(file=stdout, highlight=False)
+        self.directory = directory
+        self.choices: dict[str, str] = {}  # the number typed → the action of the button shown with it
+        self._live: Live | None = None
+        self._printed = ""  # plain output: the text of the message being streamed, as printed so far
+        self._open = False  # plain output: the cursor is at the end of streamed text, not on a new line
+
+    # The relay's target
+
+    async def send(self, text: str, buttons: Buttons = ()) -> int:
+        self.close()
+        if self.console.is_terminal:
+            self._live = Live(
+                ChatMarkdown(text),
+                console=self.console,
+                auto_refresh=False,
+                redirect_stdout=False,
+                redirect_stderr=False,
+            )
+            self._live.start(refresh=True)
+        else:
+            self._write(text)
+            self._printed, self._open = text, True
+        self._offer(buttons)
+        return 0
+
+    async def edit(self, handle: Any, text: str, buttons: Buttons = ()) -> None:
+        if self._live is not None:
+            self._live.update(ChatMarkdown(text), refresh=True)
+        elif text.startswith(self._printed) and self._open:
+            self._write(text[len(self._printed) :])
+            self._printed = text
+        else:  # not an extension of what is on screen: show the whole text again
+            self.close()
+            self._write(text)
+            self._printed, self._open = text, True
+        self._offer(buttons)
+
+    async def typing(self) -> None:
+        """The first words show as soon as they exist; there is nothing to show before."""
+
+    async def note(self, note: Note) -> None:
+        """Private notes are just shown: whoever sits at this terminal is the one person they are for."""
+        self.close()
+        self._markdown(note.text)
+        self._offer(note.buttons)
+
+    async def attach(self, attachment: Attachment) -> None:
+        """Write the file next to where the tutor was started, never over an existing one."""
+        self.close()
+        path = _save(self.directory or Path.cwd(), attachment.name, attachment.data)
+        self._markdown(attachment.caption)
+        self.console.print(Text(str(path)), soft_wrap=True)
+
+    # Drawing
+
+    def close(self) -> None:
+        """End what is being drawn (a live reply, a line of streamed text) before anything else is shown."""
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+        if self._open:
+            self._write("\n")
+            self._open = False
+        self._printed = ""
+
+    def _offer(self, buttons: Buttons) -> None:
+        """Show buttons as numbered choices, one row per line; typing a number presses that button."""
+        if not buttons:
+            return
+        self.close()
+        self.choices = {}
+        for row in buttons:
+            line = Text()
+            for button in row:
+                number = str(len(self.choices) + 1)
+                self.choices[number] = button.action or button.opens
+                if line:
+                    line.append("  ")
+                line.append(f"[{number}]", style="bold cyan")
+                line.append(f" {button.label}")
+            self.console.print(line, soft_wrap=True)
+
+    def _markdown(self, text: str) -> None:
+        # A real terminal wraps at its width; elsewhere lines are left whole for whatever reads them.
+        self.console.print(ChatMarkdown(text), soft_wrap=not self.console.is_terminal)
+
+    def _write(self, text: str) -> None:
+        self.stdout.write(text)
+        self.stdout.flush()
+
+
+def _save(directory: Path, name: str, data: bytes) -> Path:
+    """`name` in `directory`, or `stem-1.ext`, `stem-2.ext`… if taken; created exclusively, so never overwritten."""
+    base = Path(name).name
+    stem, suffix = Path(base).stem, Path(base).suffix
+    for attempt in range(10_000):
+        path = directory / (base if attempt == 0 else f"{stem}-{attempt}{suffix}")
+        try:
+            with path.open("xb") as file:
+                file.write(data)
+        except FileExistsError:
+            continue
+        return path.resolve()
+    raise FileExistsError(directory / base)
+
+
 class Terminal:
     """One learner at a keyboard; the lesson and its history live in the database like any chat's."""
 
-    def __init__(self, tutor: Tutor, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> None:
+    def __init__(
+        self,
+        tutor: Tutor,
+        stdin: TextIO = sys.stdin,
+        stdout: TextIO = sys.stdout,
+        *,
+        locale: str | None = None,
+    ) -> None:
         self.tutor = tutor
+        self.conversation = Conversation(tutor)
         self.lines = Lines(stdin)
         self.stdout = stdout
+        self.screen = Screen(stdout)
         user = getpass.getuser()
-        self.channel = Channel(f"terminal:{user}")
-        self.learner = Learner(f"terminal:{user}", user)
+        self.origin = Origin(
+            Channel(f"terminal:{user}"),
+            Learner(f"terminal:{user}", user),
+            platform="terminal",
+            locale=locale if locale is not None else terminal_locale(),
+        )
         self._stopping = asyncio.Event()
         self._now = asyncio.Event()
         self._grace = float("inf")
 
-    def stop(self, grace: float) -> None:
-        """Stop reading input; a reply being written gets `grace` more seconds to finish (0: cut it off now).
-
-        A reply cut off is stored as interrupted, with the text shown so far.
-        """
+    def stop(self, grace: float | None = None) -> None:
+        """Stop reading input; a reply being written gets `grace` more seconds to finish (default: the
+        `shutdown_grace` setting; 0: cut it off now). A reply cut off is stored as interrupted, with the text
+        shown so far."""
         self._stopping.set()
-        self._grace = min(self._grace, grace)
+        self._grace = min(self._grace, self.tutor.settings.shutdown_grace if grace is None else grace)
         if self._grace <= 0:
             self._now.set()
 
-    def say(self, text: str) -> None:
-        self.stdout.write(text + "\n")
-        self.stdout.flush()
+    async def run(self, language: str | None = None, level: str | None = None, native: str | None = None) -> None:
+        """Open the lesson asked for on the command line (the same commands a learner could type), then chat."""
+        opening: list[tuple[str, list[str]]] = []
+        if native:
+            opening.append(("native", native.split()))  # first, so that a new lesson's opener explains in it
+        if language or level:
+            opening.append(("learn", [*(language or "").split(), *([level] if level else [])]))
+        else:
+            opening.append(("start", []))
+        going = True
+        for name, args in opening:
+            going = await self._turn(self.conversation.command(self.origin, name, args, self.screen))
+            if not going:
+                break
+        while going and (line := await self._next_line()) is not None:
+            going = await self._turn(self.handle(line))
+        await self.conversation.finish(0)  # nothing is left running by now: this only closes the door
+        await self._notice(Notice.GOODBYE)
 
-    async def read(self) -> str | None:
-        self.stdout.write("you> ")
-        self.stdout.flush()
-        return await self._next_line()
+    async def handle(self, line: str) -> bool:
+        """Act on one line; False ends the session."""
+        typed = line.strip()
+        if not typed:  # Enter alone: just the prompt again
+            return True
+        choices, self.screen.choices = self.screen.choices, {}  # a number picks from what the last line showed
+        command = parse_command(typed)
+        if command is not None and command.name in QUIT:
+            return False
+        if command is not None:
+            await self.conversation.command(self.origin, command.name, command.args, self.screen)
+        elif typed in choices:
+            await self.conversation.press(self.origin, choices[typed], self.screen)
+        else:
+            await self.conversation.message(self.origin, line, self.screen)
+        return True
 
     async def _next_line(self) -> str | None:
         """The next line typed, or None at the end of input or once stopping."""
         if self._stopping.is_set():
             return None
+        self.stdout.write(PROMPT)
+        self.stdout.flush()
         reading = asyncio.ensure_future(self.lines.next())
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
@@ -120,123 +325,46 @@ class Terminal:
             stopping.cancel()
             if not reading.done():
                 reading.cancel()
-        if self._stopping.is_set():
-            self.say("")
+        if self._stopping.is_set() or reading.result() is None:
+            self.stdout.write("\n")
             return None
         return reading.result()
 
-    async def _turn(self, work: Awaitable[bool]) -> bool:
-        """Run one turn to its end; once stopping, it has the grace period left, then it is cancelled."""
+    async def _turn(self, work: Awaitable[object]) -> bool:
+        """Run one event to its end; once stopping, the conversation finishes it within the grace period (at
+        once for Ctrl-C). False if the session should end."""
         task = asyncio.ensure_future(work)
         try:
             await _first(task, self._stopping.wait())
             if not task.done():
-                await _first(task, self._now.wait(), seconds=self._grace)
+                finishing = asyncio.ensure_future(self.conversation.finish(self._grace))
+                await _first(finishing, self._now.wait())
+                if not finishing.done():  # Ctrl-C during SIGTERM's grace: no more waiting
+                    task.cancel()
+                await finishing
         finally:
             if not task.done():
                 task.cancel()
             await asyncio.wait({task})
+            self.screen.close()
         if task.cancelled():
-            self.say("")
-            self.say("⚠ Stopped in the middle of the reply; what was written is saved.")
+            await self._notice(Notice.STOPPED)
             return False
-        return task.result()
+        if task.exception() is not None:
+            log.error("terminal event failed", exc_info=task.exception())
+            self.screen.console.print(Text(self.conversation.apology(self.origin.locale)))
+            return not self._stopping.is_set()
+        return task.result() is not False and not self._stopping.is_set()
 
-    async def stream(self, reply: Reply | None) -> None:
-        if reply is None:
-            return
-        if reply.notice:
-            self.say(reply.notice)
-        self.stdout.write("tutor> ")
-        try:
-            async for chunk in reply:
-                self.stdout.write(chunk)
-                self.stdout.flush()
-        except TutorError as error:
-            self.say("")
-            self.say(f"⚠ {error}")
-            return
-        self.say("")
-
-    async def run(self, language: str | None, level: str | None, native: str | None) -> None:
-        lesson = await self.tutor.lesson(self.channel)
-        while language is None and lesson is None:
-            answer = await self.read_answer("Which language would you like to learn? ")
-            if answer is None:
-                return
-            language = answer or None
-        if await self._turn(self.open(lesson, language, level, native)):
-            while (line := await self.read()) is not None:
-                if not await self._turn(self.handle(line)):
-                    break
-        self.say("¡Hasta luego! Your conversation is saved.")
-
-    async def open(self, lesson: Lesson | None, language: str | None, level: str | None, native: str | None) -> bool:
-        """Start the lesson asked for on the command line, or recall the one already going."""
-        try:
-            if language or level or native:
-                wanted = language or (lesson.language.name if lesson else None)
-                await self.stream(await self.tutor.start(self.channel, wanted or "", level, native))
-            elif lesson is not None:
-                self.say(describe(lesson.language.name, lesson.level, lesson.native.name, lesson.active))
-                self.say("Type /help for commands, /quit to leave.")
-        except TutorError as error:
-            self.say(f"⚠ {error}")
-        return True
-
-    async def read_answer(self, question: str) -> str | None:
-        self.stdout.write(question)
-        self.stdout.flush()
-        line = await self._next_line()
-        return None if line is None else line.strip()
-
-    async def handle(self, line: str) -> bool:
-        """Act on one line; False ends the session."""
-        command = parse_command(line.strip())
-        try:
-            if command is None:
-                await self.stream(await self.tutor.reply(self.channel, self.learner, line))
-            elif command.name in QUIT:
-                return False
-            elif command.name == "learn":
-                language, level = learn_arguments(command.args)
-                lesson = await self.tutor.lesson(self.channel)
-                if language is None and lesson is None:
-                    self.say("Which language? For example: /learn spanish A2")
-                else:
-                    await self.stream(
-                        await self.tutor.start(self.channel, language or lesson.language, level)  # type: ignore[union-attr]
-                    )
-            elif command.name == "level" and command.args:
-                lesson = await self.tutor.set_level(self.channel, command.args[0])
-                self.say(f"Level set to {lesson.level}.")
-            elif command.name == "native" and command.args:
-                lesson = await self.tutor.set_native(self.channel, " ".join(command.args))
-                self.say(f"Explanations will be in {lesson.native.name}.")
-            elif command.name == "reset":
-                await self.tutor.reset(self.channel)
-                self.say("Conversation forgotten. Say something to start again.")
-            elif command.name == "stop":
-                await self.tutor.pause(self.channel)
-                self.say("Lesson paused. /learn picks it up again.")
-            elif command.name == "status":
-                lesson = await self.tutor.lesson(self.channel)
-                self.say(
-                    describe(lesson.language.name, lesson.level, lesson.native.name, lesson.active)
-                    if lesson
-                    else "No lesson yet: /learn spanish"
-                )
-            else:
-                self.say(HELP.replace("/stop", "/quit — Leave\n/stop"))
-        except TutorError as error:
-            self.say(f"⚠ {error}")
-        return True
+    async def _notice(self, notice: Notice) -> None:
+        await self.conversation.notice(self.origin, notice, self.screen)
+        self.screen.close()
 
 
-async def _first(task: asyncio.Future[bool], other: Awaitable[object], seconds: float | None = None) -> None:
-    """Wait until `task` is done, `other` is, or `seconds` pass, whichever comes first."""
+async def _first(task: asyncio.Future[Any], other: Awaitable[object]) -> None:
+    """Wait until `task` is done or `other` is, whichever comes first."""
     waiter = asyncio.ensure_future(other)
     try:
-        await asyncio.wait({task, waiter}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()

@@ -10,11 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator
 from contextlib import aclosing
 
 from .errors import TutorError
-from .i18n import Voice, _n
+from .i18n import Msg, Voice, _n
 from .outcome import Buttons, Note, Surface
 from .relay import Delivery, relay
 from .tutor import Reply
@@ -75,8 +75,8 @@ async def answer(
             await keeper
 
 
-async def _marking_first(reply: Reply, first_text: asyncio.Event) -> AsyncIterator[str]:
-    async with aclosing(aiter(reply)) as chunks:  # type: ignore[type-var]
+async def _marking_first(reply: Reply, first_text: asyncio.Event) -> AsyncGenerator[str, None]:
+    async with aclosing(aiter(reply)) as chunks:
         async for chunk in chunks:
             first_text.set()
             yield chunk
@@ -96,12 +96,16 @@ async def _keep_typing(
         position = reply.position or 0
         if not told and waited >= notice_after and position > 0:
             told = True
-            busy = _n(
-                "⏳ The tutor is busy: {n} person is ahead of you. Your answer is coming.",
-                "⏳ The tutor is busy: {n} people are ahead of you. Your answer is coming.",
-                position,
-            )
-            await _quietly(surface.note(Note(say(busy))))
+            await _quietly(surface.note(Note(say(queue_notice(position)))))
+
+
+def queue_notice(ahead: int) -> Msg:
+    """What a learner waiting in line is told once."""
+    return _n(
+        "⏳ The tutor is busy: {n} person is ahead of you. Your answer is coming.",
+        "⏳ The tutor is busy: {n} people are ahead of you. Your answer is coming.",
+        ahead,
+    )
 
 
 async def _quietly(call: Awaitable[object]) -> None:

@@ -37,4 +37,6 @@ def fit(history: Sequence[Message], budget: int) -> Fitted:
     while cut < len(history) - 1 and (total > target or history[cut].role != "user"):
         total -= sizes[cut]
         cut += 1
+    while cut and history[cut - 1].position == history[cut].position:
+        cut -= 1  # the store hides whole positions: a reply is never kept without the question it answers
     return Fitted(list(history[cut:]), history[cut - 1].position if cut else None)

@@ -62,6 +62,8 @@ class Notice(Enum):
     EXPIRED = _("This button has expired. Send /learn to start again.")
     SORRY = _("Sorry, something went wrong on my side. Please try again.")
     EMPTY = _("I didn't find anything to read there. Write me a message!")
+    STOPPED = _("Stopped in the middle of the reply; what was written is saved.")  # the terminal, on a signal
+    GOODBYE = _("Goodbye! Your conversation is saved.")  # the terminal, on leaving
 
 
 WELCOME_PRIVATE = _(
@@ -82,6 +84,7 @@ HELP_INTRO = _(
 HELP_GROUP = _("In a group, mention me or reply to my messages; teachers change the lesson.")
 HELP_QUIT = _("Leave")
 CSV_COLUMNS = ("channel", "time_utc", "role", "text")  # the columns of /mydata's export
+REOPENABLE = frozenset({"mydata", "forget"})  # the `again` actions: they only show something, or ask
 
 
 class Conversation:
@@ -141,6 +144,15 @@ class Conversation:
             except TutorError as error:
                 outcomes = [await self._refusal(origin, error, say)]
             await self._deliver(origin, surface, say, outcomes)
+
+    async def follow(self, origin: Origin, action: str, surface: Surface) -> None:
+        """A link into the private chat was followed (Telegram's `/start <payload>`). Anyone can craft such a
+        link and send it to a learner, so only what core offers as a private note's `again` is honoured (never
+        "yes, delete"); anything else is a plain start."""
+        if action in REOPENABLE:
+            await self.press(origin, action, surface)
+        else:
+            await self.command(origin, "start", (), surface)
 
     async def notice(self, origin: Origin, notice: Notice, surface: Surface) -> None:
         """Tell the person something the adapter noticed (a sticker, a chat off the allow-list…); never raises."""
@@ -228,7 +240,7 @@ class Conversation:
                 return await self._begin(origin, current.language, Level(level))
             text = say(PICK_LANGUAGE)
             if current is not None and not current.active:
-                text = f"{say(_('The lesson is paused.'))} {text}"
+                text = say(_("The lesson is paused.")) + " " + text
             return [Note(text, language_buttons(current.language if current else None))]
         try:
             language = find_language(wanted).language
@@ -430,23 +442,19 @@ class Conversation:
     # Delivery
 
     async def _deliver(self, origin: Origin, surface: Surface, say: Voice, outcomes: list[Outcome]) -> None:
+        linked: set[str] = set()  # private outcomes already replaced by a link to the private chat
         for outcome in outcomes:
             match outcome:
                 case Streamed(reply=reply, buttons=buttons):
                     delivery = await answer(reply, surface, say, buttons)
                     shown = f"{len(delivery.messages)} messages, {delivery.updates} updates" if delivery else "failed"
                     log.info("replied in %s", shown, extra={**_extra(origin), "status": reply.status or "-"})
-                case Note() | Attachment():
-                    await self._post(origin, surface, outcome)
-
-    async def _post(self, origin: Origin, surface: Surface, outcome: Note | Attachment) -> None:
-        try:
-            if isinstance(outcome, Note):
-                await surface.note(outcome)
-            else:
-                await surface.attach(outcome)
-        except Unreachable:
-            await surface.note(await self._unreachable(origin, outcome))
+                case Note() | Attachment() if not (outcome.again and outcome.again in linked):
+                    try:
+                        await (surface.note(outcome) if isinstance(outcome, Note) else surface.attach(outcome))
+                    except Unreachable:
+                        await surface.note(await self._unreachable(origin, outcome))
+                        linked.add(outcome.again)
 
     async def _unreachable(self, origin: Origin, outcome: Note | Attachment) -> Note:
         """A private note the platform could not deliver: what may be said in public says so, the rest waits
@@ -521,7 +529,8 @@ def describe(lesson: Lesson, say: Voice) -> str:
 
 def level_guide(say: Voice) -> str:
     levels = "\n".join(f"{level.value} · {say(level.label)}" for level in Level)
-    return f"{say(_('Which level? A1 is a beginner, C2 near-native.'))}\n{levels}"
+    question = say(_("Which level? A1 is a beginner, C2 near-native."))
+    return f"{question}\n{levels}"
 
 
 def language_label(language: Language) -> str:

@@ -8,7 +8,7 @@ every other line streams through untouched.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 
 from .prompts import CORRECTION_MARK
@@ -40,7 +40,7 @@ def _could_be_correction(line: str) -> bool:
     return start.startswith(_MARK) or not start
 
 
-async def checked_corrections(chunks: AsyncIterator[str], learner_text: str) -> AsyncIterator[str]:
+async def checked_corrections(chunks: AsyncGenerator[str, None], learner_text: str) -> AsyncGenerator[str, None]:
     """Stream `chunks`, holding back each correction line until it is whole and checked."""
     held = ""  # the current line, while it may still turn out to be a correction
     flowing = False  # the current line is already on its way out

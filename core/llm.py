@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -75,7 +75,7 @@ class Model:
         self._http = httpx.AsyncClient(base_url=self.host, timeout=timeout)
 
     async def close(self) -> None:
-        await self.client.close()
+        await self.client.close()  # type: ignore[no-untyped-call]  # ollama's AsyncClient.close has no annotations
         await self._http.aclose()
 
     # Operations: what `polyglott doctor`, `polyglott pull` and a start with AUTO_PULL need.
@@ -120,7 +120,7 @@ class Model:
             return False
         return True
 
-    async def pull(self, name: str | None = None) -> AsyncIterator[Progress]:
+    async def pull(self, name: str | None = None) -> AsyncGenerator[Progress, None]:
         """Download a model through Ollama, yielding its progress; `PullFailed` unless it ends in success."""
         name = name or self.name
         last = ""
@@ -137,7 +137,7 @@ class Model:
         if last != "success":
             raise PullFailed(name, f"Ollama stopped at “{last or 'nothing'}”")
 
-    async def stream(self, messages: Sequence[Mapping[str, str]]) -> AsyncIterator[Delta]:
+    async def stream(self, messages: Sequence[Mapping[str, str]]) -> AsyncGenerator[Delta, None]:
         """Yield the reply as it is written; raise a `TutorError` subclass on any failure."""
         started = False
         try:

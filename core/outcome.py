@@ -49,10 +49,12 @@ def rows(buttons: list[Button], per_row: int) -> Buttons:
 class Note:
     """Text (Markdown) for the chat.
 
-    `private`: for the person who caused it only (Discord: ephemeral; Telegram: a private message, or an
-    alert for a button press). `again`: the action that shows a private note again, so that a platform that
-    cannot deliver it privately yet can offer a way there. `replaces`: shown in place of the message whose
-    button was pressed (its buttons go).
+    `private`: for the person who caused it only (Discord: ephemeral; Telegram: an alert for a button press,
+    else a reply to them). A private note with `again` is confidential: it is never shown to the others, and
+    `again` is the action that shows it again, so that a platform that cannot deliver it privately yet can
+    link to the private chat instead (raise `Unreachable`). One without `again` (a refusal, "already at B1")
+    says nothing confidential and may be shown in the chat where the platform has no private way.
+    `replaces`: shown in place of the message whose button was pressed (its buttons go).
     """
 
     text: str

@@ -287,7 +287,7 @@ class Store:
             (channel, limit),
         ) as cursor:
             rows = await cursor.fetchall()
-        return [_message(r) for r in reversed(rows)]
+        return [_message(r) for r in reversed(list(rows))]  # fetchall's rows are typed as a mere Iterable
 
     async def trim(self, channel: str, through: int) -> None:
         """Hide messages up to `through` from the model for good: the context window has moved on."""

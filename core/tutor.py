@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
@@ -62,14 +62,14 @@ class Reply:
         self.text = ""
         self.status: Status | None = None
         self._ticket: Ticket | None = None
-        self._chunks: AsyncIterator[str] | None = None
+        self._chunks: AsyncGenerator[str, None] | None = None
 
     @property
     def position(self) -> int | None:
         """Place in the model's queue: None before iteration starts, 0 once the model is on it."""
         return self._ticket.position if self._ticket else None
 
-    def __aiter__(self) -> AsyncIterator[str]:
+    def __aiter__(self) -> AsyncGenerator[str, None]:
         assert self._chunks is not None
         return self._chunks
 
@@ -159,18 +159,20 @@ class Tutor:
         return reply
 
     async def set_level(self, channel: Channel, level: str | Level) -> Lesson:
-        return await self._change(channel, level=_level(level))
+        chosen = _level(level)
+        return await self._change(channel, lambda lesson: replace(lesson, level=chosen))
 
     async def set_native(self, channel: Channel, language: str | Language) -> Lesson:
-        return await self._change(channel, native=_language(language))
+        native = _language(language)
+        return await self._change(channel, lambda lesson: replace(lesson, native=native))
 
     async def pause(self, channel: Channel) -> Lesson:
-        return await self._change(channel, active=False)
+        return await self._change(channel, lambda lesson: replace(lesson, active=False))
 
     async def set_answer_all(self, channel: Channel, on: bool) -> Lesson:
         """In a group: answer every message (a classroom practising together), or only those addressed to the
         tutor. The adapter decides what "addressed" means and whether it can see the other messages at all."""
-        return await self._change(channel, answer_all=on)
+        return await self._change(channel, lambda lesson: replace(lesson, answer_all=on))
 
     async def reset(self, channel: Channel) -> int:
         """Forget this channel's conversation; the lesson settings stay. Returns the messages deleted."""
@@ -178,12 +180,13 @@ class Tutor:
         log.info("history reset", extra={"channel": channel.id, "deleted": deleted})
         return deleted
 
-    async def _change(self, channel: Channel, **changes: object) -> Lesson:
+    async def _change(self, channel: Channel, change: Callable[[Lesson], Lesson]) -> Lesson:
+        """Read, change and save a lesson under the channel's lock, so two changes at once both count."""
         async with self._changes(channel):
             lesson = await self.lesson(channel)
             if lesson is None:
                 raise NoLesson()
-            lesson = replace(lesson, **changes)
+            lesson = change(lesson)
             await self.store.save_lesson(lesson)
         return lesson
 
@@ -261,7 +264,7 @@ class Tutor:
         up_to: int | None = None,
         learner: Learner | None = None,
         learner_text: str = "",
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         self._in_progress += 1
         self._idle.clear()
         try:
@@ -281,7 +284,7 @@ class Tutor:
         up_to: int | None,
         learner: Learner | None,
         learner_text: str,
-    ) -> AsyncIterator[str]:
+    ) -> AsyncGenerator[str, None]:
         reply._ticket = self.queue.join(channel.id)
         async with reply._ticket:
             messages = self.prompt(lesson, await self._history(channel, lesson, up_to), learner)
@@ -307,7 +310,7 @@ class Tutor:
                 reply.status = status
                 await asyncio.shield(self._save(channel, reply.text, status, up_to))
 
-    async def _model_text(self, messages: list[dict[str, str]]) -> AsyncIterator[str]:
+    async def _model_text(self, messages: list[dict[str, str]]) -> AsyncGenerator[str, None]:
         async with aclosing(self.model.stream(messages)) as deltas:
             async for delta in deltas:
                 if delta.text:

@@ -139,6 +139,15 @@ _CREATE_PUBLIC_THREADS = P(create_public_threads=True).value
 _CREATE_PRIVATE_THREADS = P(create_private_threads=True).value
 _ADMIN = P(administrator=True).value
 
+# The locales Discord accepts in `*_localizations` (developer docs, "Locales").
+_LOCALES = (
+    "id da de en-GB en-US es-ES es-419 fr hr it lt hu nl no pl pt-BR ro fi sv-SE vi tr cs el bg ru uk hi th zh-CN ja"
+)
+DISCORD_LOCALES = frozenset([*_LOCALES.split(), "zh-TW", "ko"])
+# Message components (developer docs, "Component Reference"): action rows of up to five buttons.
+MAX_ACTION_ROWS, MAX_ROW_BUTTONS, MAX_CUSTOM_ID, MAX_BUTTON_LABEL = 5, 5, 100, 80
+ACTION_ROW, BUTTON, LINK_STYLE = 1, 2, 5
+
 TEXT, DM, CATEGORY, PUBLIC_THREAD, PRIVATE_THREAD = 0, 1, 4, 11, 12
 THREAD_TYPES = (10, PUBLIC_THREAD, PRIVATE_THREAD)
 
@@ -1738,11 +1747,34 @@ class FakeDiscord:
                 problems["description"] = {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": "1-100"}]}
             if len(cmd.get("options", [])) > 25:
                 problems["options"] = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "25 or fewer"}]}
+            if kind == 1:  # context-menu commands have no description
+                problems |= self._localization_errors(cmd, "description", "description_localizations")
+            for j, option in enumerate(cmd.get("options", [])):
+                where = f"options.{j}"
+                for key, value in self._localization_errors(option, "description", "description_localizations").items():
+                    problems[f"{where}.{key}"] = value
+                for k, choice in enumerate(option.get("choices") or []):
+                    for key, value in self._localization_errors(choice, "name", "name_localizations").items():
+                        problems[f"{where}.choices.{k}.{key}"] = value
             if (name, kind) in names:
                 problems["name"] = {"_errors": [{"code": "APPLICATION_COMMANDS_DUPLICATE_NAME", "message": name}]}
             names.add((name, kind))
             if problems:
                 errors[str(i)] = problems
+        return errors
+
+    @staticmethod
+    def _localization_errors(entry: Mapping[str, Any], field: str, localized: str) -> dict[str, Any]:
+        """A name or description and its translations: 1–100 characters each, keyed by a Discord locale."""
+        errors: dict[str, Any] = {}
+        texts = {field: entry.get(field, "")}
+        for locale, text in (entry.get(localized) or {}).items():
+            if locale not in DISCORD_LOCALES:
+                errors[f"{localized}.{locale}"] = {"_errors": [{"code": "INVALID_LOCALE", "message": "Invalid"}]}
+            texts[f"{localized}.{locale}"] = text
+        for where, text in texts.items():
+            if not 1 <= len(text or "") <= 100:
+                errors[where] = {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": "1-100"}]}
         return errors
 
     async def _put_commands(self, req: _Request) -> web.Response:
@@ -1839,9 +1871,11 @@ class FakeDiscord:
     # ---------------------------------------------------------------------------------------------------
     # REST handlers: messages
 
-    def _validate(self, content: str, embeds: list[Any], has_other: bool) -> web.Response | None:
-        """Discord's checks on a message's final state: length limits, then emptiness."""
-        errors: dict[str, Any] = {}
+    def _validate(
+        self, content: str, embeds: list[Any], has_other: bool, components: Sequence[Any] = ()
+    ) -> web.Response | None:
+        """Discord's checks on a message's final state: length limits, components, then emptiness."""
+        errors: dict[str, Any] = self._component_errors(components)
         if len(content) > MAX_CONTENT:
             msg = f"Must be {MAX_CONTENT} or fewer in length."
             errors["content"] = {"_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": msg}]}
@@ -1872,6 +1906,42 @@ class FakeDiscord:
             return self._error(400, "Cannot send an empty message", 50006)
         return None
 
+    @staticmethod
+    def _component_errors(components: Sequence[Any]) -> dict[str, Any]:
+        """Classic components: at most five action rows of at most five buttons; a custom_id of 1–100 characters,
+        unique in the message; a label of at most 80; a link button has a url and no custom_id."""
+
+        def bad(code: str, message: str) -> dict[str, Any]:
+            return {"_errors": [{"code": code, "message": message}]}
+
+        errors: dict[str, Any] = {}
+        if len(components) > MAX_ACTION_ROWS:
+            errors["components"] = bad("BASE_TYPE_MAX_LENGTH", f"Must be {MAX_ACTION_ROWS} or fewer in length.")
+            return errors
+        seen: set[str] = set()
+        for i, row in enumerate(components):
+            children = row.get("components") or []
+            if row.get("type") != ACTION_ROW or not 1 <= len(children) <= MAX_ROW_BUTTONS:
+                errors[f"components.{i}"] = bad("BASE_TYPE_BAD_LENGTH", f"An action row holds 1-{MAX_ROW_BUTTONS}.")
+                continue
+            for j, child in enumerate(children):
+                where = f"components.{i}.components.{j}"
+                if child.get("type") != BUTTON:
+                    continue
+                if len(child.get("label") or "") > MAX_BUTTON_LABEL:
+                    errors[f"{where}.label"] = bad("BASE_TYPE_MAX_LENGTH", f"Must be {MAX_BUTTON_LABEL} or fewer.")
+                if child.get("style") == LINK_STYLE:
+                    if not child.get("url") or child.get("custom_id"):
+                        errors[where] = bad("COMPONENT_INVALID", "A link button has a url and no custom_id.")
+                    continue
+                custom_id = child.get("custom_id") or ""
+                if not 1 <= len(custom_id) <= MAX_CUSTOM_ID:
+                    errors[f"{where}.custom_id"] = bad("BASE_TYPE_BAD_LENGTH", f"Must be 1-{MAX_CUSTOM_ID} long.")
+                elif custom_id in seen:
+                    errors[f"{where}.custom_id"] = bad("COMPONENT_CUSTOM_ID_DUPLICATED", "Duplicate custom_id.")
+                seen.add(custom_id)
+        return errors
+
     def _new_bot_message(
         self,
         channel_id: int,
@@ -1892,7 +1962,7 @@ class FakeDiscord:
         has_other = bool(attachments or stickers or body.get("components") or body.get("poll"))
         if flags & LOADING:
             has_other = True
-        if (err := self._validate(content, embeds, has_other)) is not None:
+        if (err := self._validate(content, embeds, has_other, body.get("components") or [])) is not None:
             return err
         gid = self._guild_of(channel_id)
         mid = self.snowflake()
@@ -2035,7 +2105,7 @@ class FakeDiscord:
             updated["flags"] = keep_flags | (int(body["flags"]) & SUPPRESS_EMBEDS)
         updated["flags"] &= ~LOADING
         has_other = bool(updated["attachments"] or updated["sticker_items"] or updated["components"])
-        if (err := self._validate(updated["content"], updated["embeds"], has_other)) is not None:
+        if (err := self._validate(updated["content"], updated["embeds"], has_other, updated["components"])) is not None:
             return err
         updated["edited_timestamp"] = _now_iso()
         message.clear()
@@ -2166,6 +2236,8 @@ class FakeDiscord:
             if (err := await self._apply_edit(target, data, req.files)) is not None:
                 return err
             interaction.original = resource["message"] = target
+        elif ctype == 6 and interaction.type == 3:  # a deferred update: @original is the pressed message
+            interaction.original = self.messages.get(int(interaction.payload.get("message", {}).get("id", 0)))
         elif ctype not in (1, 6, 8, 9):
             return self._error(400, "Invalid Form Body", 50035, {"type": {"_errors": [{"code": "BASE_TYPE_CHOICES"}]}})
         interaction.callbacks.append(body)
@@ -2211,7 +2283,7 @@ class FakeDiscord:
             return self._error(404, "Unknown Webhook", 10015)
         body = req.body or {}
         original = interaction.original
-        if original is not None and original["flags"] & LOADING:
+        if original is not None and original["flags"] & LOADING and int(original["id"]) in self.messages:
             # The first followup after a deferral replaces the "thinking…" message, as on Discord.
             if (err := await self._apply_edit(original, body, req.files)) is not None:
                 return err

@@ -23,6 +23,7 @@ import contextlib
 import html
 import json
 import math
+import mimetypes
 import re
 import time
 from collections import deque
@@ -49,6 +50,11 @@ NOT_MODIFIED = (
 )
 DRAFT_NOT_PRIVATE = "Bad Request: TEXTDRAFT_PEER_INVALID"
 DRAFTS_UNAVAILABLE = "Bad Request: method is not available"
+CANNOT_INITIATE = "Forbidden: bot can't initiate conversation with a user"
+CAPTION_TOO_LONG = "Bad Request: message caption is too long"
+MAX_CAPTION_LENGTH = 1024
+MAX_FILE_SIZE = 50 * 1024 * 1024  # what a bot may upload through the Bot API
+MAX_CALLBACK_ANSWER = 200  # characters of answerCallbackQuery's text
 
 CHAT_ACTIONS = frozenset(
     {
@@ -146,6 +152,8 @@ class BotMessage:
     edit_date: int | None = None
     deleted: bool = False
     history: list[tuple[str, str | None]] = field(default_factory=list)
+    document: JSON | None = None  # a sendDocument's file, as Telegram describes it; `text` is then the caption
+    content: bytes | None = None  # the uploaded file itself
 
 
 @dataclass
@@ -533,6 +541,9 @@ class FakeTelegram:
         latency: float = 0.0,
         clock: Callable[[], float] | None = None,
         webhook_retry_interval: float = 0.2,
+        require_start: bool = False,
+        max_file_size: int = MAX_FILE_SIZE,
+        reads_all_group_messages: bool = False,
     ) -> None:
         self.token = token
         prefix = token.split(":", 1)[0]
@@ -550,6 +561,11 @@ class FakeTelegram:
         self.latency = latency
         self.webhook_retry_interval = webhook_retry_interval
         self.down = False  # answer every request with 502 Bad Gateway, like a proxy in front of a dead server
+        # As Telegram: a bot may write to a user's private chat only once they have written to it (/start).
+        # Off by default, so that a test can send to any private chat without scripting the user first.
+        self.require_start = require_start
+        self.max_file_size = max_file_size
+        self.reads_all_group_messages = reads_all_group_messages  # Group Privacy off in @BotFather
         self._clock = clock
 
         self.calls: list[CallRecord] = []
@@ -563,6 +579,7 @@ class FakeTelegram:
         self.users: dict[int, JSON] = {}
         self.members: dict[int, dict[int, str]] = {}
         self.blocked_chats: set[int] = set()
+        self.started: set[int] = set()  # users who wrote to the bot in their private chat
         self.updates: list[JSON] = []  # every scripted update, in order
         self.webhook_url = ""
         self.webhook_secret: str | None = None
@@ -593,6 +610,7 @@ class FakeTelegram:
             "getmycommands": self._get_my_commands,
             "deletemycommands": self._delete_my_commands,
             "sendmessage": self._send_message,
+            "senddocument": self._send_document,
             "editmessagetext": self._edit_message_text,
             "editmessagereplymarkup": self._edit_message_reply_markup,
             "sendmessagedraft": self._send_message_draft,
@@ -610,7 +628,7 @@ class FakeTelegram:
 
     async def start(self) -> None:
         """Listen on 127.0.0.1 on a free port; `url` is then the API root."""
-        app = web.Application()
+        app = web.Application(client_max_size=self.max_file_size + 1024 * 1024)  # room for the form's other fields
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=1.0)
         await self._runner.setup()
@@ -838,6 +856,8 @@ class FakeTelegram:
         user = self.add_user(user_id, first_name, username=username, language_code=language_code)
         if chat_id > 0 and chat_id != user_id:
             raise ValueError("a private chat's id is the user's id")
+        if chat_id > 0:
+            self.started.add(user_id)
         chat = self._chat(chat_id)
         if message_thread_id is not None and chat["type"] == "group":
             chat["type"] = "supergroup"
@@ -950,7 +970,12 @@ class FakeTelegram:
 
         The query id is `update["callback_query"]["id"]`; answers land in `callback_answers`.
         """
-        user = self.add_user(user_id, kwargs.get("first_name"), username=kwargs.get("username"))
+        user = self.add_user(
+            user_id,
+            kwargs.get("first_name"),
+            username=kwargs.get("username"),
+            language_code=kwargs.get("language_code"),
+        )
         message = self.message_json(chat_id, message_id)
         if message is None:  # what Telegram sends for a message the bot can no longer see
             message = {"message_id": message_id, "chat": dict(self._chat(chat_id)), "date": 0}
@@ -1103,6 +1128,15 @@ class FakeTelegram:
             raise ApiError(400, "Bad Request: chat not found")
         return chat_id
 
+    def _check_reachable(self, chat_id: int) -> None:
+        """With `require_start`, a private chat exists only once its user wrote to the bot: a user the bot
+        has seen (in a group) gets 403, one it never saw does not exist for it (400 chat not found)."""
+        if not self.require_start or chat_id <= 0 or chat_id in self.started:
+            return
+        if chat_id in self.users:
+            raise ApiError(403, CANNOT_INITIATE)
+        raise ApiError(400, "Bad Request: chat not found")
+
     def _check_blocked(self, chat_id: int) -> None:
         if chat_id in self.blocked_chats:
             kind = self._chat(chat_id)["type"]
@@ -1111,7 +1145,7 @@ class FakeTelegram:
             raise ApiError(403, f"Forbidden: bot was kicked from the {kind} chat")
 
     def _render(
-        self, text: Any, parse_mode: Any, entities: Any, *, allow_empty: bool = False
+        self, text: Any, parse_mode: Any, entities: Any, *, allow_empty: bool = False, caption: bool = False
     ) -> tuple[str, list[JSON]]:
         """Validate a text as Telegram does and return (visible text, entities)."""
         text = "" if text is None else str(text)
@@ -1129,6 +1163,10 @@ class FakeTelegram:
                 raise ApiError(400, "Bad Request: unsupported parse_mode")
         except EntityParseError as error:
             raise ApiError(400, f"Bad Request: can't parse entities: {error}") from None
+        if caption:  # a caption may be empty
+            if len(plain) > MAX_CAPTION_LENGTH:
+                raise ApiError(400, CAPTION_TOO_LONG)
+            return plain, found
         if not plain.strip() and not allow_empty:
             raise ApiError(400, "Bad Request: message text is empty")
         if len(plain) > self.max_text_length:
@@ -1193,10 +1231,17 @@ class FakeTelegram:
             "from": self.bot_user,
             "chat": dict(chat),
             "date": message.date,
-            "text": message.plain,
         }
-        if message.entities:
-            result["entities"] = message.entities
+        if message.document is not None:
+            result["document"] = message.document
+            if message.plain:
+                result["caption"] = message.plain
+            if message.entities:
+                result["caption_entities"] = message.entities
+        else:
+            result["text"] = message.plain
+            if message.entities:
+                result["entities"] = message.entities
         if message.edit_date is not None:
             result["edit_date"] = message.edit_date
         if message.message_thread_id is not None:
@@ -1285,7 +1330,7 @@ class FakeTelegram:
         return {
             **self.bot_user,
             "can_join_groups": True,
-            "can_read_all_group_messages": False,
+            "can_read_all_group_messages": self.reads_all_group_messages,
             "supports_inline_queries": False,
             "can_connect_to_business": False,
             "has_main_web_app": False,
@@ -1435,20 +1480,14 @@ class FakeTelegram:
 
     async def _send_message(self, params: JSON) -> JSON:
         chat_id = self._chat_id(params)
+        self._check_reachable(chat_id)
         self._chat(chat_id)
         self._check_blocked(chat_id)
         text = params.get("text")
         parse_mode = params.get("parse_mode")
         plain, entities = self._render(text, parse_mode, params.get("entities"))
         markup = self._markup(params.get("reply_markup"))
-        reply = params.get("reply_parameters")
-        if isinstance(reply, str):
-            reply = json.loads(reply)
-        reply_to = self._opt_int(reply or {}, "message_id") or self._opt_int(params, "reply_to_message_id")
-        if reply_to is not None and self.message_json(chat_id, reply_to) is None:
-            if not (reply or {}).get("allow_sending_without_reply"):
-                raise ApiError(400, "Bad Request: message to be replied not found")
-            reply_to = None
+        reply_to = self._reply_to(chat_id, params)
         self._check_flood("sendMessage", chat_id)
         message = BotMessage(
             chat_id=chat_id,
@@ -1464,6 +1503,69 @@ class FakeTelegram:
         )
         self.messages.setdefault(chat_id, {})[message.message_id] = message
         return self._bot_message_json(message)
+
+    async def _send_document(self, params: JSON) -> JSON:
+        """An upload (multipart, ≤ `max_file_size`) or a file_id/URL string, with a caption of ≤ 1024 characters."""
+        chat_id = self._chat_id(params)
+        self._check_reachable(chat_id)
+        self._chat(chat_id)
+        self._check_blocked(chat_id)
+        document = params.get("document")
+        if document is None or document == "":
+            raise ApiError(400, "Bad Request: there is no document in the request")
+        if isinstance(document, dict):
+            content = bytes(document["content"])
+            name = str(document.get("filename") or "document")
+        else:  # a file_id or URL of a file Telegram already has: the fake keeps no files, so it knows none
+            raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        if not content:
+            raise ApiError(400, "Bad Request: file must be non-empty")
+        if len(content) > self.max_file_size:
+            raise ApiError(413, "Request Entity Too Large")
+        caption = params.get("caption")
+        plain, entities = ("", [])
+        if caption is not None:
+            plain, entities = self._render(
+                caption, params.get("parse_mode"), params.get("caption_entities"), caption=True
+            )
+        markup = self._markup(params.get("reply_markup"))
+        reply_to = self._reply_to(chat_id, params)
+        self._check_flood("sendDocument", chat_id)
+        message_id = self._new_message_id(chat_id)
+        message = BotMessage(
+            chat_id=chat_id,
+            message_id=message_id,
+            text="" if caption is None else str(caption),
+            parse_mode=params.get("parse_mode"),
+            plain=plain,
+            entities=entities,
+            reply_markup=markup,
+            date=int(time.time()),
+            message_thread_id=self._opt_int(params, "message_thread_id"),
+            reply_to_message_id=reply_to,
+            document={
+                "file_name": name,
+                "mime_type": mimetypes.guess_type(name)[0] or "application/octet-stream",
+                "file_id": f"document-{chat_id}-{message_id}",
+                "file_unique_id": f"du{abs(chat_id)}x{message_id}",
+                "file_size": len(content),
+            },
+            content=content,
+        )
+        self.messages.setdefault(chat_id, {})[message.message_id] = message
+        return self._bot_message_json(message)
+
+    def _reply_to(self, chat_id: int, params: JSON) -> int | None:
+        """The message a new message quotes, from reply_parameters (or the older reply_to_message_id)."""
+        reply = params.get("reply_parameters")
+        if isinstance(reply, str):
+            reply = json.loads(reply)
+        reply_to = self._opt_int(reply or {}, "message_id") or self._opt_int(params, "reply_to_message_id")
+        if reply_to is not None and self.message_json(chat_id, reply_to) is None:
+            if not (reply or {}).get("allow_sending_without_reply"):
+                raise ApiError(400, "Bad Request: message to be replied not found")
+            reply_to = None
+        return reply_to
 
     def _editable(self, params: JSON) -> BotMessage:
         if params.get("inline_message_id"):
@@ -1482,6 +1584,8 @@ class FakeTelegram:
 
     async def _edit_message_text(self, params: JSON) -> JSON:
         message = self._editable(params)
+        if message.document is not None:
+            raise ApiError(400, "Bad Request: there is no text in the message to edit")
         text = params.get("text")
         parse_mode = params.get("parse_mode")
         plain, entities = self._render(text, parse_mode, params.get("entities"))
@@ -1513,6 +1617,7 @@ class FakeTelegram:
         chat_id = self._chat_id(params)
         if chat_id <= 0 or self._chat(chat_id)["type"] != "private":
             raise ApiError(400, DRAFT_NOT_PRIVATE)
+        self._check_reachable(chat_id)
         self._check_blocked(chat_id)
         draft_id = self._opt_int(params, "draft_id")
         if not draft_id:
@@ -1535,6 +1640,7 @@ class FakeTelegram:
 
     async def _send_chat_action(self, params: JSON) -> bool:
         chat_id = self._chat_id(params)
+        self._check_reachable(chat_id)
         self._chat(chat_id)
         self._check_blocked(chat_id)
         if params.get("action") not in CHAT_ACTIONS:
@@ -1545,6 +1651,8 @@ class FakeTelegram:
         query_id = str(params.get("callback_query_id") or "")
         if query_id not in self._open_callbacks:
             raise ApiError(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        if len(str(params.get("text") or "")) > MAX_CALLBACK_ANSWER:
+            raise ApiError(400, "Bad Request: MESSAGE_TOO_LONG")
         self._open_callbacks.discard(query_id)
         self.callback_answers[query_id] = params
         return True

@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from bots.cli import GRACE, parser
+from bots.cli import parser
 from core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
+GRACE = Settings.model_fields["shutdown_grace"].default
 
 
 def seconds(duration: str) -> float:

@@ -8,6 +8,7 @@ import io
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import discord
 import pytest
 from discord import app_commands
@@ -16,6 +17,7 @@ from tests.fake_discord import (
     APPLICATION_ID,
     BOT_ID,
     BOT_ROLE_ID,
+    BOT_TOKEN,
     EPHEMERAL,
     GENERAL_CHANNEL_ID,
     GUILD_ID,
@@ -36,6 +38,7 @@ from tests.fake_discord import (
 
 MESSAGES = r"/channels/\d+/messages"
 MESSAGE = r"/channels/\d+/messages/\d+"
+GENERAL_MESSAGES = f"/channels/{GENERAL_CHANNEL_ID}/messages"
 
 
 @pytest.fixture
@@ -548,3 +551,98 @@ async def test_subcommands_with_member_and_channel_options_get_resolved_data(fak
     assert body["data"]["content"] == "Lea (B1) in #german-practice at 2"
     namespace = client.invocations[0].namespace
     assert isinstance(namespace.student, discord.Member) and namespace.student.id == STUDENT2_ID
+
+
+async def _raw(fake: FakeDiscord, method: str, path: str, body: Any) -> tuple[int, Any]:
+    """A request as the bot would make it, bypassing discord.py's own checks, to see what Discord itself says."""
+    headers = {"Authorization": f"Bot {BOT_TOKEN}"}
+    url = f"{fake.api_url}/v10{path}"
+    async with aiohttp.ClientSession() as session, session.request(method, url, json=body, headers=headers) as response:
+        return response.status, await response.json()
+
+
+def _buttons(*rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"type": 1, "components": row} for row in rows]
+
+
+@pytest.mark.parametrize(
+    "components",
+    [
+        _buttons(*([{"type": 2, "style": 2, "label": "x", "custom_id": f"b{i}"}] for i in range(6))),  # 6 rows
+        _buttons([{"type": 2, "style": 2, "label": "x", "custom_id": f"b{i}"} for i in range(6)]),  # 6 in a row
+        _buttons([{"type": 2, "style": 2, "label": "x", "custom_id": "c" * 101}]),
+        _buttons([{"type": 2, "style": 2, "label": "x" * 81, "custom_id": "b"}]),
+        _buttons([{"type": 2, "style": 2, "label": "x", "custom_id": "b"}, {"type": 2, "style": 2, "custom_id": "b"}]),
+        _buttons([{"type": 2, "style": 5, "label": "x", "custom_id": "b", "url": "https://discord.com"}]),
+    ],
+    ids=["six-rows", "six-in-a-row", "long-custom-id", "long-label", "duplicate-custom-id", "link-with-custom-id"],
+)
+async def test_components_beyond_discords_limits_are_refused(fake: FakeDiscord, components: list[Any]) -> None:
+    status, body = await _raw(fake, "POST", GENERAL_MESSAGES, {"content": "Quiz", "components": components})
+    assert (status, body["code"]) == (400, 50035)
+    assert fake.channel_texts(GENERAL_CHANNEL_ID) == []
+
+
+async def test_buttons_within_the_limits_are_kept_on_the_message(fake: FakeDiscord) -> None:
+    row = [{"type": 2, "style": 2, "label": f"{i}", "custom_id": f"pg:{i}" + "x" * 90} for i in range(5)]
+    link = [{"type": 2, "style": 5, "label": "DM", "url": "https://discord.com/channels/@me/1"}]
+    status, body = await _raw(fake, "POST", GENERAL_MESSAGES, {"components": _buttons(row, link)})
+    assert status == 200 and fake.messages[int(body["id"])]["components"] == _buttons(row, link)
+
+
+@pytest.mark.parametrize(
+    ("localizations", "ok"),
+    [({"de": "Eine Lektion", "pt-BR": "Uma lição"}, True), ({"xx": "?"}, False), ({"fr": "x" * 101}, False)],
+    ids=["discord-locales", "unknown-locale", "too-long"],
+)
+async def test_command_localizations_need_discords_locales_and_lengths(
+    fake: FakeDiscord, localizations: dict[str, str], ok: bool
+) -> None:
+    option = {"type": 3, "name": "level", "description": "How well", "description_localizations": localizations}
+    command = {"name": "learn", "description": "Learn", "description_localizations": localizations}
+    path = f"/applications/{APPLICATION_ID}/commands"
+    status, _ = await _raw(fake, "PUT", path, [command | {"options": [option]}])
+    assert status == (200 if ok else 400)
+    assert bool(fake.commands.get(None)) is ok
+
+
+async def test_a_followup_after_a_deleted_deferral_is_a_message_of_its_own(fake: FakeDiscord) -> None:
+    client = TutorBot()
+
+    @client.tree.command(description="defers, then answers privately")
+    async def private(interaction: discord.Interaction) -> None:
+        await interaction.response.defer(thinking=True)
+        await interaction.delete_original_response()
+        await interaction.followup.send("only you", ephemeral=True)
+
+    async with fake.connected(client):
+        interaction = await fake.invoke_command("private", {}, GENERAL_CHANNEL_ID, STUDENT_ID)
+        await fake.wait_until(lambda: bool(interaction.followups))
+    assert interaction.followups[0]["content"] == "only you" and interaction.followups[0]["flags"] & EPHEMERAL
+    assert fake.channel_texts(GENERAL_CHANNEL_ID, include_ephemeral=True) == ["only you"]
+
+
+async def test_after_a_deferred_update_the_original_is_the_pressed_message(fake: FakeDiscord) -> None:
+    client = TutorBot()
+
+    @client.tree.command(description="a button answered late")
+    async def later(interaction: discord.Interaction) -> None:
+        view = discord.ui.View()
+        button: discord.ui.Button[discord.ui.View] = discord.ui.Button(label="Go", custom_id="later:go")
+
+        async def pressed(click: discord.Interaction) -> None:
+            await click.response.defer()
+            await click.edit_original_response(content="done", view=None)
+
+        button.callback = pressed  # type: ignore[method-assign]
+        view.add_item(button)
+        await interaction.response.send_message("Press", view=view)
+
+    async with fake.connected(client):
+        sent = await fake.invoke_command("later", {}, GENERAL_CHANNEL_ID, STUDENT_ID)
+        await sent.wait_response()
+        assert sent.original is not None
+        click = await fake.click_button(int(sent.original["id"]), "later:go", STUDENT_ID)
+        assert (await click.wait_response())["type"] == 6
+        await fake.wait_until(lambda: fake.channel_texts(GENERAL_CHANNEL_ID) == ["done"])
+    assert sent.original["components"] == []

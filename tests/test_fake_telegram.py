@@ -23,13 +23,21 @@ from telegram import (
     ChatMemberOwner,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    InputFile,
     MessageEntity,
     Update,
 )
 from telegram.error import BadRequest, Conflict, EndPointNotFound, Forbidden, InvalidToken, NetworkError, RetryAfter
 from telegram.ext import CallbackQueryHandler, CommandHandler, ContextTypes, MessageHandler, filters
 
-from tests.fake_telegram import DEFAULT_TOKEN, NOT_MODIFIED, FakeTelegram, detect_entities, parse_html
+from tests.fake_telegram import (
+    CANNOT_INITIATE,
+    DEFAULT_TOKEN,
+    NOT_MODIFIED,
+    FakeTelegram,
+    detect_entities,
+    parse_html,
+)
 
 # PTB warns about its int-to-timedelta migration whenever it builds a RetryAfter; not our concern here.
 pytestmark = pytest.mark.filterwarnings("ignore::telegram.warnings.PTBDeprecationWarning")
@@ -282,6 +290,77 @@ async def test_fault_injection_blocked_and_down(bot: Bot, fake: FakeTelegram) ->
         await bot.send_message(USER, "x")
     fake.down = False
     await bot.send_message(USER, "x")
+
+
+async def test_send_document_uploads_a_file_with_a_caption(bot: Bot, fake: FakeTelegram) -> None:
+    data = b"channel,text\ntelegram:1,hola\n"
+    sent = await bot.send_document(
+        USER, InputFile(data, filename="datos.csv"), caption="Tus <b>datos</b>", parse_mode="HTML"
+    )
+    assert sent.document is not None and sent.document.file_name == "datos.csv"
+    assert sent.document.mime_type == "text/csv" and sent.document.file_size == len(data)
+    assert sent.caption == "Tus datos" and sent.caption_entities == (MessageEntity("bold", 4, 5),)
+    stored = fake.messages[USER][sent.message_id]
+    assert stored.content == data and fake.chat_texts(USER) == ["Tus datos"]
+    with pytest.raises(BadRequest, match=r"(?i)no text in the message to edit"):
+        await bot.edit_message_text("x", chat_id=USER, message_id=sent.message_id)
+
+
+async def test_send_document_limits(bot: Bot) -> None:
+    with pytest.raises(BadRequest, match=r"(?i)caption is too long"):
+        await bot.send_document(USER, InputFile(b"x", filename="a.txt"), caption="é" * 1025)
+    await bot.send_document(USER, InputFile(b"x", filename="a.txt"), caption="é" * 1024)
+    with pytest.raises(BadRequest, match=r"(?i)file must be non-empty"):
+        await bot.send_document(USER, InputFile(b"", filename="a.txt"))
+    small = await started(max_file_size=1000)
+    try:
+        async with small.make_bot() as client:
+            with pytest.raises(NetworkError, match="Request Entity Too Large"):
+                await client.send_document(USER, InputFile(b"x" * 1001, filename="big.bin"))
+            await client.send_document(USER, InputFile(b"x" * 1000, filename="ok.bin"))
+    finally:
+        await small.stop()
+
+
+async def test_a_private_chat_needs_its_user_to_start_the_bot_first() -> None:
+    fake = await started(require_start=True)
+    try:
+        async with fake.make_bot() as client:
+            with pytest.raises(BadRequest, match=r"(?i)chat not found"):  # a user the bot never saw
+                await client.send_message(USER, "hola")
+            fake.add_group_message(GROUP, USER, "hola a todos")  # seen in a group, never started
+            with pytest.raises(Forbidden, match="initiate conversation"):
+                await client.send_message(USER, "hola")
+            with pytest.raises(Forbidden, match="initiate conversation"):
+                await client.send_document(USER, InputFile(b"x", filename="a.txt"))
+            assert fake.calls[-1].description == CANNOT_INITIATE
+            fake.add_private_message(USER, "/start")
+            await client.send_message(USER, "¡hola!")
+            await client.send_message(GROUP, "groups need no start")
+    finally:
+        await fake.stop()
+
+
+async def test_a_callback_answer_longer_than_200_characters_is_refused(bot: Bot, fake: FakeTelegram) -> None:
+    sent = await bot.send_message(
+        USER, "?", reply_markup=InlineKeyboardMarkup([[InlineKeyboardButton("A", callback_data="a")]])
+    )
+    query = fake.add_callback_query(USER, USER, sent.message_id, "a")["callback_query"]["id"]
+    with pytest.raises(BadRequest, match=r"(?i)message_too_long"):
+        await bot.answer_callback_query(query, "x" * 201, show_alert=True)
+    await bot.answer_callback_query(query, "x" * 200, show_alert=True)
+    assert fake.callback_answers[query]["show_alert"] is True
+    with pytest.raises(BadRequest, match=r"(?i)query is too old"):  # a query is answered once
+        await bot.answer_callback_query(query)
+
+
+async def test_get_me_can_say_the_bot_reads_all_group_messages() -> None:
+    fake = await started(reads_all_group_messages=True)
+    try:
+        async with fake.make_bot() as client:
+            assert (await client.get_me()).can_read_all_group_messages is True
+    finally:
+        await fake.stop()
 
 
 async def test_chat_members_and_admins(bot: Bot, fake: FakeTelegram) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.errors import UnknownLanguage
-from core.languages import CATALOG, find_language, suggest
+from core.languages import CATALOG, by_code, find_language, suggest
 
 
 @pytest.mark.parametrize("typed", ["spanish", "Spanish", "español", "ESPAÑOL", "espanol", "castellano", "es"])
@@ -56,3 +56,13 @@ def test_autocomplete_offers_popular_languages_when_empty() -> None:
     first = [lang.code for lang in suggest("")[:3]]
     assert first == ["es", "fr", "de"]
     assert len(suggest("", limit=25)) == 25
+
+
+def test_a_stored_code_is_found_by_code() -> None:
+    assert by_code("de").name == "German"
+
+
+def test_a_code_that_left_the_catalog_raises_unknown_language() -> None:
+    with pytest.raises(UnknownLanguage) as raised:
+        by_code("tlh")
+    assert raised.value.query == "tlh"

@@ -10,12 +10,14 @@ from dataclasses import dataclass, field
 import pytest
 
 from core.errors import ReplyInterrupted
+from core.outcome import Button, Buttons
 from core.pacing import ChatPacer, Pacers
 from core.relay import DraftsUnavailable, Limits, RetryAfter, relay
 
 pytestmark = pytest.mark.looptime
 
 LIMITS = Limits(max_length=100, edit_interval=1.0)
+LEVELS: Buttons = ((Button("A1", "level:es:A1"), Button("✓ A2", "level:es:A2")),)
 
 
 @dataclass
@@ -24,6 +26,7 @@ class Op:
     kind: str  # send | edit | draft
     handle: int
     text: str
+    buttons: Buttons = ()
 
 
 @dataclass
@@ -41,18 +44,18 @@ class RecordingChat:
         if self.retry_after:
             raise RetryAfter(self.retry_after.pop(0))
 
-    async def send(self, text: str) -> int:
+    async def send(self, text: str, buttons: Buttons = ()) -> int:
         self._maybe_refuse()
         handle = len(self.texts) + 1
         self.texts[handle] = text
-        self.ops.append(Op(self._now(), "send", handle, text))
+        self.ops.append(Op(self._now(), "send", handle, text, buttons))
         return handle
 
-    async def edit(self, handle: int, text: str) -> None:
+    async def edit(self, handle: int, text: str, buttons: Buttons = ()) -> None:
         self._maybe_refuse()
-        assert self.texts[handle] != text, "edited with unchanged text"
+        assert self.texts[handle] != text or buttons, "edited with unchanged text and no buttons to add"
         self.texts[handle] = text
-        self.ops.append(Op(self._now(), "edit", handle, text))
+        self.ops.append(Op(self._now(), "edit", handle, text, buttons))
 
 
 @dataclass
@@ -235,3 +238,31 @@ async def test_an_update_that_waited_for_the_chat_budget_shows_the_newest_text()
     assert [op.kind for op in chat.ops] == ["send"]
     assert chat.ops[0].text == "".join(parts).strip()
     assert delivery.updates == 1
+
+
+async def test_buttons_come_with_the_final_text_of_the_last_message_only() -> None:
+    chat = RecordingChat()
+    parts = words(60)
+    delivery = await relay(tokens(parts, every=0.05), chat, LIMITS, buttons=LEVELS)
+    assert len(delivery.messages) > 1
+    with_buttons = [op for op in chat.ops if op.buttons]
+    assert len(with_buttons) == 1
+    last = with_buttons[0]
+    assert last.buttons == LEVELS
+    assert last.handle == delivery.messages[-1].handle and last.text == delivery.texts[-1]
+    assert chat.ops[-1] is last
+
+
+async def test_buttons_are_added_when_an_interim_edit_already_showed_the_final_text() -> None:
+    chat = RecordingChat()
+
+    async def pausing() -> AsyncIterator[str]:
+        yield "Hola amigo"
+        await asyncio.sleep(3.0)  # shown as an interim text; then the stream ends with nothing new
+
+    delivery = await relay(pausing(), chat, LIMITS, buttons=LEVELS)
+    assert delivery.texts == ["Hola amigo"]
+    assert [(op.kind, op.text, op.buttons) for op in chat.ops] == [
+        ("send", "Hola amigo", ()),
+        ("edit", "Hola amigo", LEVELS),
+    ]

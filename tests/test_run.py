@@ -6,14 +6,16 @@ The real adapters are replaced by small ones that record what they saw, so these
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
 from bots import cli
 from core.settings import Settings
-from core.tutor import Tutor
+from core.tutor import Channel, Tutor
 from tests.conftest import MODEL
 from tests.fake_ollama import FakeOllama
+from tests.fake_ollama import Reply as Script
 
 
 class Waiter:
@@ -87,3 +89,27 @@ async def test_ollama_down_at_start_does_not_keep_the_bots_from_starting(
     await ollama.stop()
     use(monkeypatch, telegram=returns)
     assert await cli.run(settings) == 0
+
+
+async def test_a_reply_still_being_written_when_the_adapters_return_gets_the_shutdown_grace_setting(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, ollama: FakeOllama
+) -> None:
+    ollama.script(Script("Una respuesta muy larga que tarda mucho en llegar entera.", delay=1.0))
+    writing: list[asyncio.Task[None]] = []
+
+    async def leaves_a_reply_running(tutor: Tutor, settings: Settings, stop: asyncio.Event) -> None:
+        reply = await tutor.start(Channel("test:1"), "spanish")
+
+        async def read() -> None:
+            async for _chunk in reply:
+                pass
+
+        writing.append(asyncio.create_task(read()))
+        await ollama.wait_for(lambda fake: fake.active == 1)
+
+    use(monkeypatch, telegram=leaves_a_reply_running)
+    started = time.monotonic()
+    assert await cli.run(settings.model_copy(update={"shutdown_grace": 1.0})) == 0
+    took = time.monotonic() - started
+    await asyncio.gather(*writing, return_exceptions=True)
+    assert 0.9 < took < 5, "run waits for the reply the setting's grace, then closes (the default would be 5 s)"

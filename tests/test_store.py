@@ -150,3 +150,40 @@ async def test_a_first_version_database_gains_the_answer_all_flag_off(tmp_path: 
     found = await store.lesson("c1")
     assert found is not None and found.level == Level.B1 and found.answer_all is False
     await store.close()
+
+
+async def test_a_lesson_whose_explanation_language_left_the_catalog_explains_in_english(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    await store.save_lesson(Lesson("c1", SPANISH, Level.B1, FRENCH))
+    await store._db.execute("UPDATE lessons SET native = 'tlh' WHERE channel = 'c1'")  # a code no longer offered
+    assert await store.lesson("c1") == Lesson("c1", SPANISH, Level.B1, ENGLISH)
+    await store.close()
+
+
+async def test_a_second_version_database_remembers_its_lessons_levels(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    with sqlite3.connect(path) as db:  # as the release with /classroom left it
+        db.executescript(MIGRATIONS[0] + MIGRATIONS[1])
+        db.execute("PRAGMA user_version = 2")
+        db.execute("INSERT INTO lessons VALUES ('c1', 'es', 'B1', 'en', 0, 1, 0, 0, 0, 0)")
+        db.execute("INSERT INTO lessons VALUES ('c2', 'fr', 'C1', 'de', 1, 0, 0, 0, 0, 1)")
+        db.execute("INSERT INTO learners VALUES ('u1', 'Ana', 0, 0)")
+    store = await Store.open(path)
+    assert await store.schema_version() == len(MIGRATIONS) == 3
+    assert await store.last_level("c1", SPANISH) == Level.B1
+    assert await store.last_level("c2", FRENCH) == Level.C1
+    assert await store.last_level("c1", FRENCH) is None
+    assert await store.learner_language("u1") is None  # the new column, empty until they are seen again
+    async with store._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'") as cursor:
+        assert "messages_by_author" in {row[0] for row in await cursor.fetchall()}
+    await store.close()
+
+
+async def test_the_level_used_for_each_language_is_remembered_per_channel(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    await store.save_lesson(Lesson("c1", SPANISH, Level.B2, ENGLISH))
+    await store.save_lesson(Lesson("c1", FRENCH, Level.A1, ENGLISH), new_conversation=True)
+    assert await store.last_level("c1", SPANISH) == Level.B2
+    assert await store.last_level("c1", FRENCH) == Level.A1
+    assert await store.last_level("c2", SPANISH) is None
+    await store.close()
