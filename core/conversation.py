@@ -157,14 +157,18 @@ class Conversation:
     async def notice(self, origin: Origin, notice: Notice, surface: Surface) -> None:
         """Tell the person something the adapter noticed (a sticker, a chat off the allow-list…); never raises."""
         try:
-            say = Voice(await self._shared_language(origin))
-            await self._deliver(origin, surface, say, [Note(say(notice.value), private=notice is Notice.EXPIRED)])
+            async with self._tracked():
+                say = Voice(await self._shared_language(origin))
+                await self._deliver(origin, surface, say, [Note(say(notice.value), private=notice is Notice.EXPIRED)])
         except Exception as error:  # the platform is failing too: the log line is all that is left
             log.warning("could not post a notice", extra={**_extra(origin), "error": type(error).__name__})
 
     async def unknown_command(self, origin: Origin, name: str, surface: Surface) -> None:
-        say = Voice(await self._shared_language(origin))
-        await self._deliver(origin, surface, say, [Note(say(_unknown(name)))])
+        if self.closing:
+            return
+        async with self._tracked():
+            say = Voice(await self._shared_language(origin))
+            await self._deliver(origin, surface, say, [Note(say(_unknown(name)))])
 
     def apology(self, locale: str | None) -> str:
         """The last-resort apology, for an error handler that may not even know who it is talking to."""
@@ -252,6 +256,7 @@ class Conversation:
         lesson = await self._lesson(origin)
         if not args:
             return [Note(level_guide(say), level_buttons(lesson.language, lesson.level))]
+        await self._teacher(origin)
         return await self._set_level(origin, lesson, Level.parse(args[0]), say)
 
     async def _cmd_native(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
