@@ -241,6 +241,7 @@ class Conversation:
         current = await self.tutor.lesson(origin.channel)
         if wanted is None:
             if current is not None and level is not None:  # `/learn B1`: this lesson, at another level
+                await self._teacher(origin)
                 return await self._begin(origin, current.language, Level(level))
             text = say(PICK_LANGUAGE)
             if current is not None and not current.active:
@@ -250,6 +251,7 @@ class Conversation:
             language = find_language(wanted).language
         except UnknownLanguage as error:
             return [Note(say(error.message), language_buttons(None, error.suggestions))]
+        await self._teacher(origin)
         return await self._begin(origin, language, Level(level) if level else None)
 
     async def _cmd_level(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
@@ -324,6 +326,7 @@ class Conversation:
             match kind, parts:
                 case "learn", [code]:
                     language = by_code(code)
+                    await self._teacher(origin)
                     chosen = Note(
                         say(_("{language} it is.", language=say.name(language.code).capitalize())), replaces=True
                     )
@@ -356,6 +359,7 @@ class Conversation:
         return [Note(say(Notice.EXPIRED.value), private=True)]
 
     async def _level_pressed(self, origin: Origin, language: Language, level: Level, say: Voice) -> list[Outcome]:
+        await self._teacher(origin)
         lesson = await self.tutor.lesson(origin.channel)
         if lesson is None or lesson.language != language:  # an older lesson's buttons: start that language there
             return await self._begin(origin, language, level)
@@ -364,11 +368,11 @@ class Conversation:
             return [Note(own(_("This lesson is already at {level}.", level=level.value)), private=True)]
         return await self._set_level(origin, lesson, level, say)
 
-    # Changes
+    # Changes: the callers have checked that the person may make them (once per change: `may_teach` may ask
+    # the platform).
 
     async def _begin(self, origin: Origin, language: Language, level: Level | None) -> list[Outcome]:
         """Start (or switch to, or resume) a lesson; the opener carries the levels to adjust it in one tap."""
-        await self._teacher(origin)
         native = None
         if await self.tutor.lesson(origin.channel) is None:
             native = await self._own_language(origin)  # a new lesson explains in its starter's language
@@ -376,7 +380,6 @@ class Conversation:
         return [Streamed(reply, level_buttons(language, reply.lesson.level))]
 
     async def _set_level(self, origin: Origin, lesson: Lesson, level: Level, say: Voice) -> list[Outcome]:
-        await self._teacher(origin)
         if not lesson.active:
             return await self._begin(origin, lesson.language, level)
         changed = await self.tutor.set_level(origin.channel, level)
