@@ -146,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         invalid_settings(error, sys.stderr)
         return 2
     # Only the bots log as they go; the other commands talk to the person at the terminal.
-    logs.configure(settings.log_level if args.command == "run" else "WARNING", secrets(settings))
+    logs.configure(
+        settings.log_level if args.command == "run" else "WARNING", secrets(settings), content=settings.log_content
+    )
     try:
         if args.command == "run":
             return asyncio.run(run(settings))

@@ -6,6 +6,10 @@ command or a button press into one call on `core.conversation.Conversation`, wit
 what comes back: replies quote the learner's message and are edited at most once a second within one budget
 per channel; slash commands and buttons answer their interaction (ephemeral for what is private).
 
+Every message a reply shows is remembered by its id (`address`); after a restart core edits it through its
+channel (`recall`, `revive`), which works for interaction responses too. Discord's passing failures at start
+(5xx, network errors) are retried with backoff; a refused token stops the bot with a line that says so.
+
 Time: Discord's windows and edit cadence are multiplied by `time_scale` (1.0 in production); tests shrink
 the fake Discord's clock with `FakeDiscord(time_scale=s)` and pass the same `s` to `build_bot`.
 """
@@ -28,6 +32,7 @@ import aiohttp
 import discord
 from discord import app_commands
 from discord.utils import MISSING
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential, wait_random
 
 from core.commands import BY_NAME, COMMANDS, OPTIONS, parse_command
 from core.conversation import Conversation, Notice, Origin
@@ -60,8 +65,20 @@ TEXT_MESSAGES = (discord.MessageType.default, discord.MessageType.reply)
 TELEGRAM_ONLY = frozenset({"start"})  # Discord opens a bot's DM without a /start
 BUTTON_ROWS, BUTTONS_PER_ROW, LABEL_LENGTH = 5, 5, 80  # Discord's component limits
 BUTTON_TEMPLATE = r"pg:(?P<action>.+)"  # a button's custom_id: "pg:" and the action (≤ 64 bytes of 100)
+START_RETRY = (1.0, 60.0)  # seconds: the first wait after a failed start-up step, and the longest
+_ADAPTER = {"adapter": "discord"}
 
 Interaction = discord.Interaction["Polyglott"]
+# Where the bot writes: every channel kind a message or an interaction can come from, or a revived one is fetched as.
+Writable = (
+    discord.TextChannel
+    | discord.VoiceChannel
+    | discord.StageChannel
+    | discord.Thread
+    | discord.DMChannel
+    | discord.PartialMessageable
+)
+Sent = discord.InteractionMessage | discord.WebhookMessage | discord.PartialMessage  # what an interaction edits
 Run = Callable[["InteractionSurface"], Awaitable[None]]
 
 # Whether the request being made is urgent for the bot-wide budget (typing is not), read by the trace hook.
@@ -90,6 +107,7 @@ class Polyglott(discord.Client):
             self.tree.add_command(command)
         self.tree.interaction_check = self.admit  # type: ignore[method-assign]
         self.tree.on_error = self.on_command_error  # type: ignore[method-assign]
+        self._recovered = False  # recovery runs once a process, at the first connection
 
     # Lifecycle
 
@@ -105,16 +123,91 @@ class Polyglott(discord.Client):
             await self._sync(guild)
 
     async def _sync(self, guild: discord.Object | None) -> None:
+        """Publish the commands; a failure (a listed server the bot is not in, Discord having a bad minute) leaves
+        the bot serving with the commands it had, and a warning."""
         scope, extra = guild.id if guild else "all servers", {"adapter": "discord"}
         try:
             synced = await self.tree.sync(guild=guild)
-        except discord.HTTPException as error:  # e.g. a listed server the bot is not in: the others still work
-            log.warning("could not sync commands to %s (code %s)", scope, error.code, extra=extra)
+        except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as error:
+            log.warning("could not sync commands to %s (%s)", scope, _described(error), extra=extra)
             return
         log.info("synced %d commands to %s", len(synced), scope, extra=extra)
 
+    async def begin(self, token: str) -> None:
+        """`start` that survives Discord's hiccups at start: a 5xx, a network error or a timeout while logging in
+        or opening the gateway is tried again with backoff, for as long as it takes. A refused token is not.
+
+        discord.py retries 500/502/504 a few times within a request and reconnects a gateway it lost, but not a
+        503, a refused connection, or a failure of the very first gateway handshake (Rapptz/discord.py#10520).
+        """
+        await self._retrying("log in to Discord", lambda: self._log_in(token), _transient)
+        await self._retrying("connect to Discord's gateway", self.connect, self._first_connection_failed)
+
+    async def _log_in(self, token: str) -> None:
+        try:
+            await self.login(token)
+        except Exception:
+            # Each login opens an HTTP session of its own, closing its connector with it when closed.
+            await self.http.close()
+            self.http.connector = MISSING
+            raise
+
+    def _first_connection_failed(self, error: BaseException) -> bool:
+        """The gateway's first handshake failed for a passing reason. discord.py then ends its reconnect loop with
+        an AttributeError raised while handling the real error; later losses it handles itself."""
+        if self.ws is not None:
+            return False
+        cause = _masked(error)
+        return cause is not None and _transient(cause)
+
+    async def _retrying(
+        self, what: str, step: Callable[[], Awaitable[None]], transient: Callable[[BaseException], bool]
+    ) -> None:
+        def before_sleep(state: RetryCallState) -> None:
+            error = _masked(state.outcome.exception()) if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning("could not %s (%s): trying again in %.1f s", what, _described(error), wait, extra=_ADAPTER)
+
+        scale = self.time_scale
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(transient),
+            wait=wait_exponential(multiplier=START_RETRY[0] * scale, max=START_RETRY[1] * scale)
+            + wait_random(0, scale),
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await step()
+
     async def on_ready(self) -> None:
-        log.info("connected as %s to %d servers", self.user, len(self.guilds), extra={"adapter": "discord"})
+        """Connected (again): the first time in this process, finish what a crash or a stop left undone."""
+        log.info("connected as %s to %d servers", self.user, len(self.guilds), extra=_ADAPTER)
+        if not self._recovered:
+            self._recovered = True
+            await self.conversation.recover("discord", self.revive)
+
+    async def revive(self, channel_id: str, quoted: str | None) -> MessageSurface | None:
+        """A surface on a stored channel (`discord:<id>`, a DM too) whose first message quotes the message
+        `quoted`; None if the channel is gone or the bot may no longer see it."""
+        number = channel_id.removeprefix("discord:")
+        if not number.isdigit():
+            return None
+        channel: Any = self.get_channel(int(number))
+        if channel is None:
+            try:
+                channel = await _request(self.fetch_channel(int(number)), self.time_scale)
+            except (discord.HTTPException, aiohttp.ClientError, OSError, TimeoutError) as error:
+                log.info(
+                    "not recovered: channel unavailable (%s)", _described(error), extra=_extra(Channel(channel_id))
+                )
+                return None
+        if not isinstance(channel, Writable):  # a category or a forum: nothing was ever written there
+            return None
+        quote = None
+        if quoted and quoted.isdigit():
+            quote = discord.MessageReference(message_id=int(quoted), channel_id=channel.id, fail_if_not_exists=False)
+        return MessageSurface(self, channel, quote=quote, in_guild=getattr(channel, "guild", None) is not None)
 
     async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
         """A bug in an event handler: one line without the message, and the bot carries on."""
@@ -144,7 +237,7 @@ class Polyglott(discord.Client):
             self._may_teach(lambda: _channel_permissions(message), lambda: getattr(message.author, "roles", ())),
             bool(self.intents.message_content),
         )
-        surface = MessageSurface(self, message)
+        surface = MessageSurface.of(self, message)
         try:
             await self._converse(message, origin, surface, addressed=addressed, allowed=allowed)
         except discord.HTTPException as error:  # e.g. a channel where the bot may read but not write
@@ -167,7 +260,7 @@ class Polyglott(discord.Client):
             return
         command = parse_command(text)
         if command is None:
-            await conversation.message(origin, text, surface)
+            await conversation.message(origin, text, surface, source=str(message.id))
         elif command.name in BY_NAME:  # "@Polyglott /mydata" works like the slash command
             await conversation.command(origin, command.name, command.args, surface)
         else:
@@ -318,29 +411,62 @@ async def _request(call: Awaitable[T], scale: float, *, urgent: bool = True) -> 
 
 
 class MessageSurface:
-    """A channel as seen from one learner's message: the reply's first part and every note quote it; what is
-    private goes to the author's DMs (in a server)."""
+    """A channel as seen from one learner's message (or, after a restart, from a stored channel): the reply's
+    first part and every note quote that message; what is private goes to the author's DMs (in a server).
 
-    def __init__(self, bot: Polyglott, message: discord.Message) -> None:
+    Built from a channel and an optional quote rather than a message, so that recovery can answer in a channel
+    it knows only by id. Without an author, a private note in a server cannot be delivered (`Unreachable`).
+    """
+
+    def __init__(
+        self,
+        bot: Polyglott,
+        channel: Writable,
+        *,
+        quote: discord.MessageReference | None = None,
+        author: discord.User | discord.Member | None = None,
+        in_guild: bool = False,
+    ) -> None:
         self.bot = bot
-        self.message = message
-        self.channel = message.channel
+        self.channel = channel
+        self.author = author
+        self.in_guild = in_guild
         self.limits = bot.limits
-        self.pacer: ChatPacer | None = bot.pacers.get(str(message.channel.id), bot.windows)
-        self._quote = message.to_reference(fail_if_not_exists=False)  # the learner may delete theirs meanwhile
+        self.pacer: ChatPacer | None = bot.pacers.get(str(channel.id), bot.windows)
+        self._quote = quote
         self._quoted = False
+
+    @classmethod
+    def of(cls, bot: Polyglott, message: discord.Message) -> MessageSurface:
+        """The surface for a learner's message: quoting it (it may be deleted meanwhile: no failure then)."""
+        channel = message.channel
+        return cls(
+            bot,
+            channel if isinstance(channel, Writable) else bot.get_partial_messageable(channel.id),
+            quote=message.to_reference(fail_if_not_exists=False),
+            author=message.author,
+            in_guild=message.guild is not None,
+        )
 
     async def send(self, text: str, buttons: Buttons = ()) -> discord.Message:
         extra = self._extra(buttons, None)
-        if not self._quoted:
+        if not self._quoted and self._quote is not None:
             extra["reference"] = self._quote
         sent = await self._call(self.channel.send(text, **extra))
         self._quoted = True
         return sent
 
-    async def edit(self, handle: discord.Message, text: str, buttons: Buttons = ()) -> None:
+    async def edit(self, handle: discord.Message | discord.PartialMessage, text: str, buttons: Buttons = ()) -> None:
+        """Raises when Discord refuses (the message was deleted, or cannot be edited by the bot): core then
+        says it anew."""
         view = self._view(buttons)
         await self._call(handle.edit(content=text, view=view) if view else handle.edit(content=text))
+
+    def address(self, handle: discord.Message | discord.PartialMessage) -> str:
+        return str(handle.id)
+
+    def recall(self, address: str) -> discord.PartialMessage:
+        return self.channel.get_partial_message(int(address))
 
     async def typing(self) -> None:
         await _request(self.channel.typing(), self.bot.time_scale, urgent=False)
@@ -352,7 +478,7 @@ class MessageSurface:
         await self._post(attachment.caption, (), private=attachment.private, attachment=attachment)
 
     async def _post(self, text: str, buttons: Buttons, *, private: bool, attachment: Attachment | None = None) -> None:
-        if private and self.message.guild is not None:
+        if private and self.in_guild:
             await self._to_author(text, buttons, attachment)
             return
         parts = _parts(text)
@@ -361,11 +487,16 @@ class MessageSurface:
             assert self.pacer is not None
             await self.pacer.acquire(urgent=True)
             extra = self._extra(buttons, attachment) if last else {}
-            await self._call(self.channel.send(part, reference=self._quote, **extra))
+            if self._quote is not None:
+                extra["reference"] = self._quote
+            await self._call(self.channel.send(part, **extra))
 
     async def _to_author(self, text: str, buttons: Buttons, attachment: Attachment | None) -> None:
-        """Into the author's DMs; `Unreachable` if Discord refuses (they take no DMs from this server's members)."""
-        author = self.message.author
+        """Into the author's DMs; `Unreachable` if Discord refuses (they take no DMs from this server's members)
+        or there is no author to write to (a surface revived after a restart)."""
+        author = self.author
+        if author is None:
+            raise Unreachable()
         try:
             parts = _parts(text)
             for index, part in enumerate(parts):
@@ -377,7 +508,7 @@ class MessageSurface:
             raise
 
     def _view(self, buttons: Buttons) -> discord.ui.View | None:
-        return _view(buttons, getattr(self.message.author, "dm_channel", None))
+        return _view(buttons, getattr(self.author, "dm_channel", None))
 
     def _extra(self, buttons: Buttons, attachment: Attachment | None) -> dict[str, Any]:
         """The buttons and the file, for the last part of a note."""
@@ -420,11 +551,20 @@ class InteractionSurface:
                 return await self._call(self.interaction.edit_original_response(content=text, view=view))
             return await self._call(self.interaction.followup.send(text, view=view or MISSING, wait=True))
 
-    async def edit(
-        self, handle: discord.InteractionMessage | discord.WebhookMessage, text: str, buttons: Buttons = ()
-    ) -> None:
+    async def edit(self, handle: Sent, text: str, buttons: Buttons = ()) -> None:
         view = _view(buttons)
         await self._call(handle.edit(content=text, view=view) if view else handle.edit(content=text))
+
+    def address(self, handle: Sent) -> str:
+        return str(handle.id)
+
+    def recall(self, address: str) -> discord.PartialMessage:
+        """The message through its channel (what a restart has: the interaction's token is gone by then)."""
+        place = self.interaction.channel
+        channel = (
+            place if isinstance(place, Writable) else self.bot.get_partial_messageable(self.interaction.channel_id or 0)
+        )
+        return channel.get_partial_message(int(address))
 
     async def typing(self) -> None:
         """Defer with "Polyglott is thinking…", which the first words replace."""
@@ -695,6 +835,25 @@ def _channel_permissions(message: discord.Message) -> discord.Permissions:
     return discord.Permissions.none()
 
 
+def _transient(error: BaseException) -> bool:
+    """Worth trying again: Discord's 5xx, a network error, a timeout; not a refused token or a bad request."""
+    if isinstance(error, discord.HTTPException):
+        return error.status >= 500
+    return isinstance(error, aiohttp.ClientError | OSError | TimeoutError | discord.GatewayNotFound)
+
+
+def _masked(error: BaseException | None) -> BaseException | None:
+    """The error behind discord.py's AttributeError after a failed first handshake (see `begin`)."""
+    return error.__context__ if isinstance(error, AttributeError) and error.__context__ else error
+
+
+def _described(error: BaseException | None) -> str:
+    """An error for the log: its kind and Discord's status and code, never a response text."""
+    if isinstance(error, discord.HTTPException):
+        return f"{type(error).__name__}, status {error.status}, code {error.code}"
+    return type(error).__name__
+
+
 def _extra(channel: Channel, error: str | None = None) -> dict[str, str]:
     extra = {"adapter": "discord", "channel": channel.id}
     return extra | {"error": error} if error else extra
@@ -711,23 +870,31 @@ async def serve(tutor: Tutor, settings: Settings, stop: asyncio.Event, *, time_s
         raise ValueError("POLYGLOTT_DISCORD_TOKEN is not set")
     bot = build_bot(tutor, settings, time_scale=time_scale)
     async with bot:
-        running = asyncio.create_task(bot.start(settings.discord_token.get_secret_value()))
+        running = asyncio.create_task(bot.begin(settings.discord_token.get_secret_value()))
         stopped = asyncio.create_task(stop.wait())
         try:
             await asyncio.wait({running, stopped}, return_when=asyncio.FIRST_COMPLETED)
             if running.done():
                 running.result()  # a bad token, or an intent the portal has not enabled: `polyglott run` reports it
                 return
-            log.info("stopping", extra={"adapter": "discord"})
+            log.info("stopping", extra=_ADAPTER)
             await bot.conversation.finish(settings.shutdown_grace)
+        except discord.LoginFailure:
+            log.error(
+                "Discord refused POLYGLOTT_DISCORD_TOKEN (401 Unauthorized): set it to the token shown on the Bot page "
+                "of the developer portal (Reset Token makes a new one)",
+                extra=_ADAPTER,
+            )
+            raise
         except discord.PrivilegedIntentsRequired:
             log.error(
                 "POLYGLOTT_DISCORD_MESSAGE_CONTENT is on, but the Message Content intent is not enabled for this "
                 "bot: turn it on in the developer portal (Bot → Privileged Gateway Intents) or set it to false",
-                extra={"adapter": "discord"},
+                extra=_ADAPTER,
             )
             raise
         finally:
             stopped.cancel()
             await bot.close()
+            running.cancel()  # still waiting to retry a start-up step: the stop ends that
             await asyncio.wait({running})

@@ -91,7 +91,8 @@ async def checks(settings: Settings, *, quick: bool) -> AsyncIterator[Check]:
 async def ollama(settings: Settings) -> AsyncIterator[Check]:
     """Is Ollama up, is the model installed, and does its context hold NUM_CTX?"""
     host, name = settings.ollama_host, settings.model
-    model = Model(settings.model_copy(update={"request_timeout": CHECK_TIMEOUT}))
+    limits = {"connect_timeout": CHECK_TIMEOUT, "first_token_timeout": CHECK_TIMEOUT, "stall_timeout": CHECK_TIMEOUT}
+    model = Model(settings.model_copy(update=limits))
     try:
         try:
             version = await model.version()

@@ -7,6 +7,11 @@ HTML with a plain-text fallback, buttons as inline keyboards (or deep links into
 meant for one person as alerts or private messages, files as documents, and a streamed reply as a live
 draft in private chats and send-then-edit in groups, with one flood budget per chat shared by all of it.
 
+Crashes and hiccups: a learner message carries its message id to core, so an update Telegram delivers again
+after a crash is answered once; at start, before the first update, core finishes what a crash left half-shown
+and answers what it left unanswered, on surfaces `revive` makes from stored channel ids. Start-up calls that
+fail in transit are tried again with backoff until they succeed or the bot is stopped.
+
 Time: every Telegram duration here (flood windows, edit cadence, retry-after waits) is multiplied by
 `time_scale`. Production runs at 1.0; tests run the fake Bot API with `FakeTelegram(time_scale=s)` and
 pass the same `s` to `serve`/`build_application`, so both sides agree on a shrunken clock.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime as dtm
 import functools
 import html
@@ -74,6 +80,7 @@ from telegram.ext import (
     filters,
 )
 from telegram.warnings import PTBDeprecationWarning
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from bots.telegram_html import to_html
 from core import relay
@@ -103,7 +110,10 @@ PRIVATE_LIMITS = Limits(MessageLimit.MAX_TEXT_LENGTH, edit_interval=1.2, draft_i
 GROUP_LIMITS = Limits(MessageLimit.MAX_TEXT_LENGTH, edit_interval=3.2)
 ALERT_LENGTH = CallbackQueryLimit.ANSWER_CALLBACK_QUERY_TEXT_LENGTH  # 200 characters in a button's alert
 CAPTION_LENGTH = MessageLimit.CAPTION_LENGTH  # 1024 characters under a file
-NETWORK_RETRIES = 2  # extra tries for a send or edit that failed in transit (a 502, a timeout)
+NETWORK_RETRIES = 2  # extra tries for a send or edit that failed in transit (a 5xx, a timeout)
+# Start-up calls that fail in transit are tried again after 1, 2, 4 … s, at most this long apart.
+STARTUP_BACKOFF_MAX = 30.0
+COMMAND_TRIES = 4  # tries for each command menu before the bot serves without it
 ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]  # edited messages are never even delivered
 # A deep link's `start` payload: 1–64 characters of A-Z a-z 0-9 _ - (base64url of the action, no padding).
 _PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -157,6 +167,21 @@ class Place:
         # Replies in a non-forum supergroup carry a message_thread_id too; only real topics are channels.
         topic = message.message_thread_id if message.is_topic_message else None
         return cls(message.chat.id, topic, message.chat.type != ChatType.PRIVATE)
+
+    @classmethod
+    def parse(cls, channel_id: str) -> Place | None:
+        """The place a stored channel id names (`telegram:<chat>` or `telegram:<chat>:<topic>`, as `channel`
+        makes them); None for another platform's or a malformed one. Private chats have the user's id, which is
+        positive; groups, supergroups and their topics have negative ids."""
+        platform, _, rest = channel_id.partition(":")
+        chat, _, topic = rest.partition(":")
+        if platform != "telegram":
+            return None
+        try:
+            chat_id, topic_id = int(chat), int(topic) if topic else None
+        except ValueError:
+            return None
+        return cls(chat_id, topic_id, chat_id < 0 or topic_id is not None)
 
     @property
     def channel(self) -> Channel:
@@ -252,6 +277,13 @@ class TelegramChat:
     async def typing(self) -> None:
         await self.settle()
         await self.bot.send_chat_action(self.place.chat_id, ChatAction.TYPING, message_thread_id=self.place.topic)
+
+    def address(self, handle: int) -> str:
+        """A message's id in its chat: what a restart edits (the chat itself is in the stored channel)."""
+        return str(handle)
+
+    def recall(self, address: str) -> int:
+        return int(address)
 
     # Notes and files
 
@@ -456,24 +488,57 @@ class TelegramBot:
     # Lifecycle
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Serve until `stop`; then take no more updates, let replies in progress finish, and close."""
+        """Serve until `stop`; then take no more updates, let replies in progress finish, and close.
+
+        At start, what a crash left half-shown is finished and unanswered questions are answered (`recover`)
+        before the first update is fetched; an update Telegram delivers again (its offset was never confirmed)
+        is stored once by its message id and not answered twice. Telegram failing in transit at start (a 5xx,
+        a timeout) is waited out with backoff; a refused token is fatal.
+        """
         application = self.application
-        async with application:
-            await self.register_commands()
+        menu: asyncio.Task[None] | None = None
+        try:
+            try:
+                if not await self._patiently(application.initialize, "getMe", stop):
+                    return
+            except InvalidToken:
+                log.error(
+                    "Telegram refused the bot token: check POLYGLOTT_TELEGRAM_TOKEN (from @BotFather)",
+                    extra={"adapter": "telegram", "error": "InvalidToken"},
+                )
+                raise
             await application.start()
             try:
-                await self._receive()
-                log.info("serving", extra={"adapter": "telegram"})
-                await stop.wait()
+                menu = asyncio.create_task(self.register_commands())
+                await self.conversation.recover("telegram", self.revive)
+                if await self._receive(stop):
+                    log.info("serving", extra={"adapter": "telegram"})
+                    await stop.wait()
             finally:
+                if menu is not None:
+                    menu.cancel()
+                    await asyncio.gather(menu, return_exceptions=True)
                 if application.updater and application.updater.running:
                     await application.updater.stop()
                 await self.conversation.finish(self.settings.shutdown_grace)
                 await application.stop()
+        finally:
+            await application.shutdown()
+            await application.bot.shutdown()  # a start that failed half-way leaves the bot's HTTP clients open
+
+    async def revive(self, channel_id: str, quoted: str | None) -> TelegramChat | None:
+        """A surface on a stored channel, for `Conversation.recover`; in a group its first message quotes the
+        learner's message `quoted` (a message id), as a live answer does."""
+        place = Place.parse(channel_id)
+        if place is None:
+            return None
+        question = int(quoted) if place.group and quoted and quoted.isdigit() else None
+        return TelegramChat(self, place, user_id=None, question=question)
 
     async def register_commands(self) -> None:
-        """The command menu in every UI language, and by default in the bot's default language; a failure
-        costs the menu only, so it is logged and the bot serves anyway."""
+        """The command menu in every UI language, and by default in the bot's default language. In the
+        background: a failure costs the menu only (Telegram keeps the one an earlier start set), so a list
+        is tried a few times; if it still fails, Telegram is down and the rest is left too, with a warning."""
         lists: list[tuple[str | None, str]] = [(code, code) for code in UI_LANGUAGES]
         lists.append((None, self.tutor.default_native.code))
         for language_code, language in lists:
@@ -482,24 +547,82 @@ class TelegramBot:
                 for spec in COMMANDS
             ]
             try:
-                await self.application.bot.set_my_commands(commands, language_code=language_code)
+                async for attempt in self._retrying("setMyCommands", tries=COMMAND_TRIES):
+                    with attempt:
+                        await self.application.bot.set_my_commands(commands, language_code=language_code)
             except TelegramError as error:
                 log.warning(
-                    "could not register the commands for %s",
+                    "could not register the commands for %s; the menu stays as it was",
                     language_code or "everyone",
                     extra={"adapter": "telegram", "error": type(error).__name__},
                 )
+                return
 
-    async def _receive(self) -> None:
+    async def _patiently(self, call: Callable[[], Awaitable[object]], method: str, stop: asyncio.Event) -> bool:
+        """`call` until it succeeds (True) or `stop` is set (False). A failure in transit is tried again with
+        backoff; any other (a refused token, a webhook URL Telegram rejects) is raised."""
+        try:
+            async for attempt in self._retrying(method, stop=stop):
+                with attempt:
+                    await call()
+        except TelegramError:
+            if stop.is_set():
+                return False
+            raise
+        return not stop.is_set()
+
+    def _retrying(self, method: str, *, stop: asyncio.Event | None = None, tries: int = 0) -> AsyncRetrying:
+        """tenacity's loop for a start-up call: transient failures only, waits of 1, 2, 4 … up to 30 s (scaled;
+        a flood wait as long as Telegram asks), until `tries` are spent (0: no limit) or `stop` is set."""
+        scale = self.scale
+
+        def wait(state: RetryCallState) -> float:
+            backoff = min(STARTUP_BACKOFF_MAX, 2.0 ** (state.attempt_number - 1)) * scale
+            error = state.outcome.exception() if state.outcome else None
+            return max(backoff, _seconds(error) * scale) if isinstance(error, RetryAfter) else backoff
+
+        def enough(state: RetryCallState) -> bool:
+            return (stop is not None and stop.is_set()) or (tries > 0 and state.attempt_number >= tries)
+
+        async def pause(seconds: float) -> None:  # a stop during the wait ends it at once
+            if stop is None:
+                await asyncio.sleep(seconds)
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), seconds)
+
+        def warn(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.warning(
+                "Telegram failed on %s, trying again in %.1f s",
+                method,
+                state.next_action.sleep if state.next_action else 0.0,
+                extra={"adapter": "telegram", "error": type(error).__name__},
+            )
+
+        return AsyncRetrying(
+            retry=retry_if_exception(_transient), stop=enough, wait=wait, sleep=pause, before_sleep=warn, reraise=True
+        )
+
+    async def _receive(self, stop: asyncio.Event) -> bool:
+        """Start fetching updates (False: `stop` came first), patiently. Polling: any webhook is deleted by our
+        own call first (PTB's bootstrap repeats it, trying again for as long as it takes, and its polling loop
+        tries again after any failure). Webhook: PTB's start sets the webhook as it starts its server, so the
+        whole start is tried again when that fails in transit (PTB logs each failed try too)."""
         updater = self.application.updater
         assert updater is not None
         url = self.settings.telegram_webhook_url
         if not url:
-            await updater.start_polling(allowed_updates=ALLOWED_UPDATES)
-            return
+            if not await self._patiently(self.application.bot.delete_webhook, "deleteWebhook", stop):
+                return False
+            await updater.start_polling(
+                allowed_updates=ALLOWED_UPDATES, bootstrap_retries=-1, error_callback=_polling_failed
+            )
+            return True
         host, _, port = self.settings.telegram_webhook_listen.rpartition(":")
         secret = self.settings.telegram_webhook_secret
-        await updater.start_webhook(
+        start_webhook = functools.partial(
+            updater.start_webhook,
             listen=host.strip("[]") or "127.0.0.1",
             port=int(port),
             url_path=urlsplit(url).path.strip("/"),
@@ -507,6 +630,7 @@ class TelegramBot:
             secret_token=secret.get_secret_value() if secret else None,
             allowed_updates=ALLOWED_UPDATES,
         )
+        return await self._patiently(start_webhook, "setWebhook", stop)
 
     # Every update
 
@@ -572,7 +696,8 @@ class TelegramBot:
             return
         text = re.sub(rf"@{re.escape(self._username)}\b[,:]?", "", message.text, flags=re.IGNORECASE).strip()
         origin, surface = self._event(message)
-        await self.conversation.message(origin, text, surface)
+        # The message id: an update Telegram delivers again after a crash is not answered twice.
+        await self.conversation.message(origin, text, surface, source=str(message.message_id))
 
     async def on_other(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Stickers, photos, voice notes…: core says what works today; in a group only when meant for us."""
@@ -800,6 +925,17 @@ def _place(update: object) -> Place | None:
 
 def _extra(place: Place) -> dict[str, str]:
     return {"adapter": "telegram", "channel": place.channel.id}
+
+
+def _transient(error: BaseException) -> bool:
+    """A failure in transit (a 5xx, a timeout, a dropped connection) or a flood wait: worth another try. PTB
+    raises `NetworkError` for every 5xx; `BadRequest` is one too, but trying it again changes nothing."""
+    return isinstance(error, RetryAfter) or (isinstance(error, NetworkError) and not isinstance(error, BadRequest))
+
+
+def _polling_failed(error: TelegramError) -> None:
+    """PTB's polling loop tries again by itself (with backoff); one line instead of its traceback. Never raises."""
+    log.warning("polling failed, trying again", extra={"adapter": "telegram", "error": type(error).__name__})
 
 
 def _seconds(error: RetryAfter) -> float:

@@ -2,6 +2,11 @@
 
 Rendering goes through a real Markdown parser, so half-written Markdown in the middle of a stream (an
 unclosed `**`, an open code fence) comes out as literal text or a closed block, never as broken markup.
+
+Links are the model's, so they cannot be trusted (`core.links` rewrites them before this; this is the second
+line): only an http/https address is ever a link, and the link's text is then the address itself, shown after
+the model's words for it. Anything else (`tg://user?id=…`, `javascript:`) is plain text, and an address that
+Telegram would link by itself (`tg://…` in the text) is set as code, which Telegram never links.
 """
 
 from __future__ import annotations
@@ -11,10 +16,11 @@ from html import escape
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
+from core.links import code_foreign_addresses, is_web, same_address
+
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("strikethrough")
 
 _INLINE_TAGS = {"strong": "b", "em": "i", "s": "s"}
-_SAFE_SCHEMES = ("http://", "https://", "tg://", "mailto:")
 
 
 def to_html(markdown: str) -> str:
@@ -46,7 +52,8 @@ def _blocks(tokens: list[Token]) -> str:
             marker = f"{token.info}{token.markup}" if token.info else "•"
             out.append(f"{'  ' * (depth - 1)}{marker} ")
         elif kind in ("fence", "code_block"):
-            language = (token.info or "").split()[0] if token.info else ""
+            words = (token.info or "").split()
+            language = words[0] if words else ""
             attribute = f' class="language-{escape(language)}"' if language else ""
             out.append(f"<pre><code{attribute}>{escape(token.content.rstrip(chr(10)))}</code></pre>\n\n")
         elif kind == "blockquote_open":
@@ -64,13 +71,17 @@ def _blocks(tokens: list[Token]) -> str:
 
 def _inline(tokens: list[Token]) -> str:
     out: list[str] = []
-    open_links: list[bool] = []
+    links: list[tuple[int, str, list[str]]] = []  # open links: where their text starts in `out`, href, plain text
     for token in tokens:
         kind = token.type
         if kind == "text":
-            out.append(escape(token.content, quote=False))
+            out.append(_text(token.content))
+            for _, _, plain in links:
+                plain.append(token.content)
         elif kind == "code_inline":
             out.append(f"<code>{escape(token.content, quote=False)}</code>")
+            for _, _, plain in links:
+                plain.append(token.content)
         elif kind in ("softbreak", "hardbreak"):
             out.append("\n")
         elif kind.endswith("_open") and kind[:-5] in _INLINE_TAGS:
@@ -78,16 +89,32 @@ def _inline(tokens: list[Token]) -> str:
         elif kind.endswith("_close") and kind[:-6] in _INLINE_TAGS:
             out.append(f"</{_INLINE_TAGS[kind[:-6]]}>")
         elif kind == "link_open":
-            href = str(token.attrGet("href") or "")
-            safe = href.startswith(_SAFE_SCHEMES)
-            open_links.append(safe)
-            if safe:
-                out.append(f'<a href="{escape(href)}">')
-        elif kind == "link_close":
-            if open_links.pop():
-                out.append("</a>")
+            links.append((len(out), str(token.attrGet("href") or ""), []))
+        elif kind == "link_close" and links:
+            start, href, plain = links.pop()
+            if is_web(href):
+                address = _address(href)
+                label = "".join(out[start:])
+                shown = "".join(plain).strip()
+                out[start:] = [address] if not shown or same_address(shown, href) else [label, f" ({address})"]
         elif kind == "image":
-            out.append(escape(token.content or "", quote=False))
+            alt, src = token.content or "", str(token.attrGet("src") or "")
+            text = _text(alt)
+            if is_web(src):
+                text = f"{text} ({_address(src)})" if alt.strip() else _address(src)
+            out.append(text)
         elif kind == "html_inline":
             out.append(escape(token.content, quote=False))
     return "".join(out)
+
+
+def _text(text: str) -> str:
+    """Plain text, escaped, with any address Telegram would link by itself (`tg://…`) set as code."""
+    return code_foreign_addresses(
+        text, lambda address: f"<code>{escape(address, quote=False)}</code>", lambda rest: escape(rest, quote=False)
+    )
+
+
+def _address(url: str) -> str:
+    """A web address as a link whose visible text is that very address."""
+    return f'<a href="{escape(url)}">{escape(url, quote=False)}</a>'

@@ -138,11 +138,17 @@ class Screen:
         self._live: Live | None = None
         self._printed = ""  # plain output: the text of the message being streamed, as printed so far
         self._open = False  # plain output: the cursor is at the end of streamed text, not on a new line
+        self._sent = 0  # the handle of the last message sent: 1, 2, 3…
+        self._drawing: int | None = None  # the message being drawn (live, or the open line), if any
+        self._texts: dict[int, str] = {}  # what each message of this session shows
 
     # The relay's target
 
     async def send(self, text: str, buttons: Buttons = ()) -> int:
         self.close()
+        self._sent += 1
+        self._drawing = self._sent
+        self._texts[self._sent] = text
         if self.console.is_terminal:
             self._live = Live(
                 ChatMarkdown(text),
@@ -156,19 +162,31 @@ class Screen:
             self._write(text)
             self._printed, self._open = text, True
         self._offer(buttons)
-        return 0
+        return self._sent
 
-    async def edit(self, handle: Any, text: str, buttons: Buttons = ()) -> None:
-        if self._live is not None:
+    async def edit(self, handle: int, text: str, buttons: Buttons = ()) -> None:
+        before = self._texts.get(handle, "")
+        self._texts[handle] = text
+        if handle != self._drawing:  # drawn and left behind (a cut mark after the stop notice, say)
+            self._after(before, text)
+        elif self._live is not None:
             self._live.update(ChatMarkdown(text), refresh=True)
         elif text.startswith(self._printed) and self._open:
             self._write(text[len(self._printed) :])
             self._printed = text
         else:  # not an extension of what is on screen: show the whole text again
             self.close()
+            self._drawing = handle
             self._write(text)
             self._printed, self._open = text, True
         self._offer(buttons)
+
+    def address(self, handle: int) -> str:
+        """A message's number in this session: the terminal keeps no history to edit after a restart."""
+        return str(handle)
+
+    def recall(self, address: str) -> int:
+        return int(address)
 
     async def typing(self) -> None:
         """The first words show as soon as they exist; there is nothing to show before."""
@@ -197,6 +215,15 @@ class Screen:
             self._write("\n")
             self._open = False
         self._printed = ""
+        self._drawing = None
+
+    def _after(self, before: str, text: str) -> None:
+        """A message no longer being drawn changed: what was added shows on a line of its own (the cut mark,
+        once), anything else as the whole new text."""
+        self.close()
+        added = text[len(before) :] if before and text.startswith(before) else text
+        if added.strip():
+            self._markdown(added.strip())
 
     def _offer(self, buttons: Buttons) -> None:
         """Show buttons as numbered choices, one row per line; typing a number presses that button."""
@@ -268,8 +295,8 @@ class Terminal:
 
     def stop(self, grace: float | None = None) -> None:
         """Stop reading input; a reply being written gets `grace` more seconds to finish (default: the
-        `shutdown_grace` setting; 0: cut it off now). A reply cut off is stored as interrupted, with the text
-        shown so far."""
+        `shutdown_grace` setting; 0: cut it off now). A reply cut off ends with the cut mark on screen and is
+        stored as cut, with the text shown so far and the mark."""
         self._stopping.set()
         self._grace = min(self._grace, self.tutor.settings.shutdown_grace if grace is None else grace)
         if self._grace <= 0:
@@ -338,9 +365,12 @@ class Terminal:
             await _first(task, self._stopping.wait())
             if not task.done():
                 finishing = asyncio.ensure_future(self.conversation.finish(self._grace))
-                await _first(finishing, self._now.wait())
-                if not finishing.done():  # Ctrl-C during SIGTERM's grace: no more waiting
-                    task.cancel()
+                if not self._now.is_set():  # Ctrl-C now cuts off at once what SIGTERM gave its grace
+                    await _first(finishing, self._now.wait())
+                    if not finishing.done():
+                        task.cancel()
+                # Cancelled once only (`finish` does it at once for Ctrl-C): a second cancel would end the event
+                # before its reply has its cut mark, which would then be drawn after the stop notice.
                 await finishing
         finally:
             if not task.done():

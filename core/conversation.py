@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -26,7 +27,9 @@ from .languages import POPULAR, Language, by_code, find_language
 from .lesson import Lesson, Level
 from .logs import content
 from .outcome import Attachment, Button, Buttons, Note, Outcome, Streamed, Surface, Unreachable, rows
-from .tutor import Channel, Learner, Tutor
+from .relay import RetryAfter
+from .store import Duplicate, Question, Status, Unfinished
+from .tutor import CUT_MARK, Channel, Learner, Tutor
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +88,14 @@ HELP_GROUP = _("In a group, mention me or reply to my messages; teachers change 
 HELP_QUIT = _("Leave")
 CSV_COLUMNS = ("channel", "time_utc", "role", "text")  # the columns of /mydata's export
 REOPENABLE = frozenset({"mydata", "forget"})  # the `again` actions: they only show something, or ask
+RESTARTED = _("I was restarted in the middle of this reply.")
+RESTARTED_LATE = _(
+    "Sorry, I was restarted and could not answer here in time. If a question of yours is still open, send it again."
+)
+LATE_NOTE_WITHIN = 86_400.0  # seconds: older unanswered messages (from before an upgrade, say) get no note at all
+
+# For recovery: a surface on a stored channel, quoting a stored platform message id where it can.
+Revive = Callable[[str, str | None], Awaitable[Surface | None]]
 
 
 class Conversation:
@@ -99,15 +110,22 @@ class Conversation:
 
     # Entry points
 
-    async def message(self, origin: Origin, text: str, surface: Surface) -> None:
-        """A learner wrote something to the tutor: store it, ask the model, show the reply as it is written."""
+    async def message(self, origin: Origin, text: str, surface: Surface, *, source: str | None = None) -> None:
+        """A learner wrote something to the tutor: store it, ask the model, show the reply as it is written.
+
+        `source` is the message's id on its platform: a message delivered a second time (an update replayed
+        after a crash) is not answered again; the restart answers it if it has no answer yet.
+        """
         if self.closing:
             return
         log.info("message %s", content(text, self.tutor.settings.log_content), extra=_extra(origin))
         async with self._tracked():
             say = Voice(await self._shared_language(origin))
             try:
-                reply = await self.tutor.reply(origin.channel, origin.learner, text)
+                reply = await self.tutor.reply(origin.channel, origin.learner, text, source=source)
+            except Duplicate:
+                log.info("message delivered twice: ignored", extra=_extra(origin))
+                return
             except NoLesson:
                 await self._deliver(origin, surface, say, [await self._no_lesson(origin, say)])
                 return
@@ -183,9 +201,91 @@ class Conversation:
         """The UI language for `origin`: the channel's, or the person's own for what only they see."""
         return await (self._own_language(origin) if private else self._shared_language(origin))
 
+    async def recover(self, platform: str, revive: Revive) -> None:
+        """At start: finish in the chat what a crash left in progress on `platform`, and answer what it left
+        unanswered (once, if it is recent; otherwise a short note). `revive(channel, quoted)` gives a surface
+        for a stored channel, quoting the platform message `quoted` where the platform can (or None if the chat
+        is gone). The answers are written in the background; a stop waits for them like any other."""
+        if self.closing:
+            return
+        async with self._tracked():
+            for left in await self.store.unfinished(f"{platform}:"):
+                await self._finish_cut(left, await _revived(revive, left.channel, left.source))
+            now = time.time()
+            late: set[str] = set()
+            for question in await self.store.unanswered(f"{platform}:"):
+                if now - question.at <= self.tutor.settings.recovery_window:
+                    self._spawn(self._answer_again(platform, question, revive))
+                    continue
+                # Once: the question counts as answered by the note, however often we restart.
+                await self.store.add_message(
+                    question.channel, "assistant", "", status=Status.FAILED, reply_to=question.id
+                )
+                if now - question.at <= LATE_NOTE_WITHIN:
+                    late.add(question.channel)
+            for channel in sorted(late):
+                surface = await _revived(revive, channel, None)
+                if surface is not None:
+                    say = Voice(await self._channel_language(channel))
+                    await self._quietly_note(surface, Note(say(RESTARTED_LATE)))
+        log.info("recovered", extra={"adapter": platform})
+
+    async def _finish_cut(self, left: Unfinished, surface: Surface | None) -> None:
+        """A reply a crash left half-written: its last message ends with the cut mark and a short note (a draft,
+        which vanished, is sent as a message), and the store agrees."""
+        shown = left.shown
+        text = "\n".join(shown.texts) or shown.draft
+        if surface is not None and text:
+            say = Voice(await self._channel_language(left.channel))
+            marked = f"{(shown.texts or (shown.draft,))[-1]}{CUT_MARK}\n\n_{say(RESTARTED)}_"
+            try:
+                if not shown.at or not await _edited(surface, shown.at[-1], marked):
+                    await _paced(surface, lambda: surface.send(marked))
+            except Exception as error:
+                log.warning(
+                    "could not mark a cut reply", extra={"channel": left.channel, "error": type(error).__name__}
+                )
+        await self.store.finish(left.id, text + CUT_MARK if text else "", Status.CUT)
+
+    async def _answer_again(self, platform: str, question: Question, revive: Revive) -> None:
+        channel = await self._channel(question.channel)
+        surface = await _revived(revive, question.channel, question.source) if channel else None
+        reply = await self.tutor.answer_again(channel, question) if channel and surface else None
+        if channel is None or surface is None or reply is None:
+            return
+        say = Voice(await self._channel_language(question.channel))
+        origin = Origin(channel, Learner(question.author_id or "", question.author_name or ""), platform)
+        await self._deliver(origin, surface, say, [Streamed(reply)])
+
+    async def _channel(self, channel_id: str) -> Channel | None:
+        lesson = await self.store.lesson(channel_id)
+        return Channel(channel_id, group=lesson.group) if lesson else None
+
+    async def _channel_language(self, channel_id: str) -> str:
+        lesson = await self.store.lesson(channel_id)
+        return lesson.native.code if lesson else self.tutor.default_native.code
+
+    async def _quietly_note(self, surface: Surface, note: Note) -> None:
+        try:
+            await surface.note(note)
+        except Exception as error:
+            log.warning("could not post a note", extra={"error": type(error).__name__})
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        async def run() -> None:
+            async with self._tracked():
+                try:
+                    await work
+                except Exception as error:
+                    log.warning("recovery of a message failed", extra={"error": type(error).__name__})
+
+        task = asyncio.ensure_future(run())
+        self._busy.add(task)
+        task.add_done_callback(self._busy.discard)
+
     async def finish(self, grace: float) -> None:
         """Take no more events; give replies being written and shown `grace` seconds, then cut them off (the
-        tutor stores a cut-off reply as interrupted)."""
+        reply is marked in the chat and stored as cut, to be answered again after the restart)."""
         self.closing = True
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
@@ -346,8 +446,7 @@ class Conversation:
                     return [Note(question, ((confirm,),), private=True, again="forget", replaces=True)]
                 case "forget", ["yes"]:
                     own = Voice(await self._own_language(origin))
-                    deleted = await self.store.forget_learner(origin.learner.id)
-                    log.info("learner forgotten", extra={**_extra(origin), "deleted": deleted})
+                    deleted = await self.tutor.forget_learner(origin.learner.id)
                     done = _n(
                         "Done: I deleted {n} message and everything I knew about you.",
                         "Done: I deleted {n} messages and everything I knew about you.",
@@ -579,6 +678,40 @@ def language_of_locale(locale: str | None) -> Language | None:
 
 def _extra(origin: Origin) -> dict[str, str]:
     return {"adapter": origin.platform, "channel": origin.channel.id}
+
+
+async def _revived(revive: Revive, channel: str, quoted: str | None) -> Surface | None:
+    """A surface for a stored channel, or None: one chat that cannot be reached must not stop the others'."""
+    try:
+        return await revive(channel, quoted)
+    except Exception as error:
+        log.warning("could not reach a chat to recover", extra={"channel": channel, "error": type(error).__name__})
+        return None
+
+
+async def _edited(surface: Surface, address: str, text: str) -> bool:
+    """Edit a stored message; False if it is gone or can no longer be edited (a flood wait is waited out once)."""
+    try:
+        await _paced(surface, lambda: surface.edit(surface.recall(address), text))
+    except Exception:
+        return False
+    return True
+
+
+async def _paced(surface: Surface, call: Callable[[], Awaitable[object]]) -> None:
+    """One call within the chat's budget, like a final text (several cut replies in one group at a restart
+    must not flood it); a flood wait is waited out and the call tried again."""
+    for _attempt in range(3):
+        if surface.pacer is not None:
+            await surface.pacer.acquire(urgent=True)
+        try:
+            await call()
+            return
+        except RetryAfter as wait:
+            if surface.pacer is not None:
+                surface.pacer.pause(wait.seconds)
+            await asyncio.sleep(wait.seconds)
+    raise RetryAfter(0)
 
 
 def _unknown(name: str) -> Msg:

@@ -90,6 +90,13 @@ class ReplyInterrupted(TutorError):
         )
 
 
+class ReplyDiscarded(TutorError):
+    """The conversation was reset or switched while this reply was on its way: it ends here, unannounced."""
+
+    def __init__(self) -> None:
+        super().__init__(_("That reply was discarded."))
+
+
 class PullFailed(TutorError):
     """Ollama could not fetch a model: most often a misspelt name or tag."""
 

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping, Sequence
+import asyncio
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
-from ollama import AsyncClient, ResponseError
+from ollama import AsyncClient, ChatResponse, ResponseError
 
-from .errors import ModelFailed, ModelMissing, OllamaUnavailable, PullFailed, ReplyInterrupted
+from .errors import ModelFailed, ModelMissing, OllamaUnavailable, PullFailed, ReplyInterrupted, TutorError
 from .settings import Settings
 
+log = logging.getLogger(__name__)
+
 POOL_SPARE = 4  # connections beyond MAX_PARALLEL streams, for doctor's checks and a pull alongside them
+# httpx's own read timeout sits this far above our first-token and stall limits, so ours always fire first (with a
+# clear reason) and httpx's only bounds the calls that have no limit of their own (show, pull, version).
+READ_MARGIN = 1.0
+
+
+class _GaveUp(Exception):
+    """The stream broke one of our rules: `kind` names which for the log, `why` says it for `ModelFailed.detail`."""
+
+    def __init__(self, kind: str, why: str) -> None:
+        super().__init__(why)
+        self.kind = kind
+        self.why = why
 
 
 @dataclass(frozen=True)
@@ -63,8 +79,13 @@ class Model:
             "top_p": settings.top_p,
             "repeat_penalty": settings.repeat_penalty,
         }
-        # Never the client's default of no timeout: a hung server would silence a chat forever.
-        timeout = httpx.Timeout(settings.request_timeout, connect=min(10.0, settings.request_timeout))
+        self._first_token_timeout = settings.first_token_timeout
+        self._stall_timeout = settings.stall_timeout
+        self._reply_timeout = settings.reply_timeout
+        # Never the client's default of no timeout: a hung server would silence a chat forever. While streaming,
+        # our own limits govern (see `stream`); the read timeout only has to lie beyond them.
+        read = max(settings.first_token_timeout, settings.stall_timeout) + READ_MARGIN
+        timeout = httpx.Timeout(read, connect=settings.connect_timeout)
         # One connection per request the queue lets through: httpx's default pool of 100 would otherwise queue
         # requests inside httpcore, where waiting costs CPU (the throughput benchmark found it).
         pool = httpx.Limits(
@@ -138,10 +159,17 @@ class Model:
             raise PullFailed(name, f"Ollama stopped at “{last or 'nothing'}”")
 
     async def stream(self, messages: Sequence[Mapping[str, str]]) -> AsyncGenerator[Delta, None]:
-        """Yield the reply as it is written; raise a `TutorError` subclass on any failure."""
-        started = False
+        """Yield the reply as it is written; raise a `TutorError` subclass on any failure, nothing else.
+
+        Failing after some text is `ReplyInterrupted` (what was shown stays, marked), before any text another
+        `TutorError` (a short message). Our own limits bound the first token, every gap between two tokens and the
+        whole reply, so one stalled stream cannot hold the queue; giving up closes the HTTP stream, freeing its
+        connection for the next request.
+        """
+        started = False  # text was yielded
+        parts: AsyncIterator[ChatResponse] | None = None
         try:
-            response = await self.client.chat(
+            parts = await self.client.chat(
                 model=self.name,
                 messages=list(messages),
                 stream=True,
@@ -149,7 +177,14 @@ class Model:
                 options=self._options,
                 keep_alive=self._keep_alive,
             )
-            async for part in response:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + self._reply_timeout
+            heard = False  # some line arrived: the model is generating, so the gaps from here on are short
+            while True:
+                part = await self._next(parts, heard, deadline)
+                if part is None:
+                    raise _GaveUp("unfinished", "the stream ended without its final line")
+                heard = True
                 text = part.message.content or ""
                 if part.done:
                     yield Delta(text, part.done_reason or "stop", part.prompt_eval_count or 0, part.eval_count or 0)
@@ -157,21 +192,48 @@ class Model:
                 if text:
                     started = True
                     yield Delta(text)
-            if started:  # the stream ended without its final line
-                raise ReplyInterrupted()
-        except ResponseError as error:
-            raise self._translate(error, started) from error
-        except (ConnectionError, httpx.ConnectError) as error:
-            raise (ReplyInterrupted() if started else OllamaUnavailable(self.host)) from error
-        except httpx.HTTPError as error:
-            raise (ReplyInterrupted() if started else ModelFailed(type(error).__name__)) from error
+        except Exception as error:  # every failure, whatever raised it: the client, httpx, pydantic or json
+            failure = self._failure(error, started)
+            log.warning(
+                "model stream failed %s", "after text" if started else "before text", extra={"error": _name(error)}
+            )
+            raise failure from error
+        finally:
+            if parts is not None:
+                # Closes the HTTP response if it is still open (we gave up, or were cancelled), so its connection
+                # goes back to the pool instead of waiting for the garbage collector.
+                await _close(parts)
 
-    def _translate(self, error: ResponseError, started: bool) -> Exception:
-        if error.status_code == 404 and "not found" in str(error.error).lower():
-            return ModelMissing(self.name)
+    async def _next(self, parts: AsyncIterator[ChatResponse], heard: bool, deadline: float) -> ChatResponse | None:
+        """The next line of the stream, None at its end; `_GaveUp` when a limit runs out first."""
+        gap = self._stall_timeout if heard else self._first_token_timeout
+        limit = asyncio.get_running_loop().time() + gap
+        whole = deadline <= limit
+        try:
+            async with asyncio.timeout_at(min(limit, deadline)):
+                return await anext(parts)
+        except StopAsyncIteration:
+            return None
+        except TimeoutError:
+            if whole:
+                raise _GaveUp("reply timeout", f"the reply took longer than {self._reply_timeout:g} s") from None
+            if heard:
+                raise _GaveUp("stall timeout", f"no token for {self._stall_timeout:g} s") from None
+            raise _GaveUp("first token timeout", f"no first token within {self._first_token_timeout:g} s") from None
+
+    def _failure(self, error: Exception, started: bool) -> TutorError:
+        """The `TutorError` for a failed stream: anything after text is an interruption."""
         if started:
             return ReplyInterrupted()
-        return ModelFailed(f"{error.status_code}: {error.error}")
+        if isinstance(error, ResponseError):
+            if error.status_code == 404 and "not found" in str(error.error).lower():
+                return ModelMissing(self.name)
+            return ModelFailed(f"{error.status_code}: {error.error}")
+        if isinstance(error, ConnectionError | httpx.ConnectError | httpx.ConnectTimeout):
+            return OllamaUnavailable(self.host)
+        if isinstance(error, _GaveUp):
+            return ModelFailed(error.why)
+        return ModelFailed(_name(error))  # never the error's text: a validation error quotes the model's output
 
 
 def _context_length(model_info: Mapping[str, object]) -> int | None:
@@ -181,6 +243,21 @@ def _context_length(model_info: Mapping[str, object]) -> int | None:
     if value is None:  # an architecture name that does not prefix its keys
         value = next((v for k, v in model_info.items() if k.endswith(".context_length")), None)
     return value if isinstance(value, int) else None
+
+
+async def _close(parts: AsyncIterator[ChatResponse]) -> None:
+    """Close the client's stream generator (and with it the HTTP response); it has already failed if it raised."""
+    aclose = getattr(parts, "aclose", None)
+    if aclose is not None:
+        try:
+            await aclose()
+        except Exception as error:  # a connection that breaks while closing is closed all the same
+            log.debug("closing a model stream failed", extra={"error": _name(error)})
+
+
+def _name(error: BaseException) -> str:
+    """What a log line says of an error: its type, or which of our rules the stream broke. Never its text."""
+    return error.kind if isinstance(error, _GaveUp) else type(error).__name__
 
 
 def _describe(error: Exception) -> str:

@@ -113,3 +113,9 @@ class Surface(Target, Protocol):
 
     async def attach(self, attachment: Attachment) -> None:
         """Post a file; raise `Unreachable` like `note`."""
+
+    def address(self, handle: Any) -> str:
+        """A message's lasting address (its platform id), to store: a crash leaves it for the next start."""
+
+    def recall(self, address: str) -> Any:
+        """The handle `edit` takes, for a stored address."""

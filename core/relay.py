@@ -14,6 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .links import visible_links
 from .pacing import ChatPacer
 from .splitting import split_message
 
@@ -156,7 +157,9 @@ class _Shower:
                     await _sleep_unless(buffer, wait)
                     buffer.changed.set()  # look again with whatever arrived meanwhile
                     continue
-                if wait > 0:
+                shown = self.delivery.messages
+                already = last < len(shown) and shown[last].text == parts[last] and not self._with_buttons(last, done)
+                if wait > 0 and not already:  # a final text already on screen need not wait for its turn
                     await asyncio.sleep(wait)
                 await self._show(last, parts[last], final=done)
             if done:
@@ -210,7 +213,8 @@ class _Shower:
 
     def _parts(self) -> list[str]:
         """The text so far as the platform's messages: every part but the last is finished."""
-        return [p.strip() for p in split_message(self.buffer.text, self.limits.max_length)]
+        # What is shown hides no link's address (what is stored is the model's own text).
+        return [p.strip() for p in split_message(visible_links(self.buffer.text), self.limits.max_length)]
 
     def _latest(self, index: int, text: str, final: bool) -> tuple[str, bool]:
         parts = self._parts()

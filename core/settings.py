@@ -43,7 +43,20 @@ class Settings(BaseSettings):
     repeat_penalty: float = Field(default=1.1, gt=0)
     keep_alive: str = "30m"
     max_parallel: int = Field(default=1, ge=1)
-    request_timeout: float = Field(default=120.0, gt=0)
+    # How long a reply may take, in seconds (see .env.example). Our own limits, enforced around each token, so one
+    # stuck request cannot hold a class: connecting; the first token (model load and prompt evaluation come first);
+    # the longest gap between two tokens once the reply has started; the whole reply.
+    connect_timeout: float = Field(default=10.0, gt=0)
+    first_token_timeout: float = Field(
+        default=120.0,
+        gt=0,
+        # REQUEST_TIMEOUT was the one timeout before these four: existing .env files keep working.
+        validation_alias=AliasChoices(
+            "POLYGLOTT_FIRST_TOKEN_TIMEOUT", "POLYGLOTT_REQUEST_TIMEOUT", "first_token_timeout", "request_timeout"
+        ),
+    )
+    stall_timeout: float = Field(default=20.0, gt=0)
+    reply_timeout: float = Field(default=300.0, gt=0)
     db_path: Path = Field(default_factory=_default_db_path)
     max_input_chars: int = Field(default=2000, ge=1)
     default_native_language: str = "english"
@@ -52,6 +65,9 @@ class Settings(BaseSettings):
     auto_pull: bool = False
     # On SIGTERM: how long replies being written may take to finish before they are cut off and stored so.
     shutdown_grace: float = Field(default=5.0, ge=0)
+    # After a crash or a stop: learner messages left unanswered are answered at the next start if they are at
+    # most this many seconds old; older ones get a short note instead (the moment has passed).
+    recovery_window: float = Field(default=900.0, ge=0)
 
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,9 +22,15 @@ Role = Literal["user", "assistant"]
 
 
 class Status(StrEnum):
-    COMPLETE = "complete"
-    INTERRUPTED = "interrupted"
-    FAILED = "failed"
+    PENDING = "pending"  # being written or shown: not yet confirmed by the platform; `shown` says where
+    COMPLETE = "complete"  # the platform confirmed its final text
+    INTERRUPTED = "interrupted"  # the model broke off: shown marked, and the learner was told to send again
+    CUT = "cut"  # cut off by a stop or a crash, shown marked: its question is answered again after the restart
+    FAILED = "failed"  # nothing was shown; the learner was told why
+
+
+class Duplicate(Exception):
+    """The platform delivered a learner's message a second time (an update replayed after a restart)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +94,77 @@ MIGRATIONS: Sequence[str] = (
     INSERT INTO levels (channel, language, level) SELECT channel, language, level FROM lessons;
     CREATE INDEX messages_by_author ON messages(author_id);
     """,
+    # A reply's delivery is part of its state; a learner message remembers its platform id, so that an update
+    # delivered twice is stored once. SQLite cannot change a CHECK constraint in place: the table is rebuilt.
+    """
+    CREATE TABLE messages_v4 (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL REFERENCES lessons(channel) ON DELETE CASCADE,
+        author_id TEXT REFERENCES learners(id) ON DELETE SET NULL,
+        author_name TEXT,
+        role TEXT NOT NULL CHECK (role IN ('user','assistant')),
+        text TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'complete'
+            CHECK (status IN ('pending','complete','interrupted','cut','failed')),
+        reply_to INTEGER,
+        created_at REAL NOT NULL,
+        source TEXT,
+        shown TEXT
+    );
+    INSERT INTO messages_v4 (id, channel, author_id, author_name, role, text, status, reply_to, created_at)
+        SELECT id, channel, author_id, author_name, role, text, status, reply_to, created_at FROM messages;
+    DROP TABLE messages;
+    ALTER TABLE messages_v4 RENAME TO messages;
+    CREATE INDEX messages_by_channel ON messages(channel, id);
+    CREATE INDEX messages_by_author ON messages(author_id);
+    CREATE INDEX messages_by_reply ON messages(reply_to);
+    CREATE UNIQUE INDEX messages_by_source ON messages(channel, source) WHERE source IS NOT NULL;
+    CREATE INDEX messages_by_status ON messages(status) WHERE status = 'pending';
+    """,
 )
+
+
+@dataclass(frozen=True)
+class Shown:
+    """Where a reply in progress is shown: the platform's addresses of its messages and the text of each."""
+
+    at: tuple[str, ...] = ()
+    texts: tuple[str, ...] = ()
+    draft: str = ""  # a live preview that is not a message (Telegram's drafts): it vanishes if not sent
+
+    def dumps(self) -> str:
+        return json.dumps({"at": self.at, "texts": self.texts, "draft": self.draft}, ensure_ascii=False)
+
+    @classmethod
+    def loads(cls, data: str | None) -> Shown:
+        if not data:
+            return cls()
+        raw = json.loads(data)
+        return cls(tuple(raw.get("at", ())), tuple(raw.get("texts", ())), raw.get("draft", ""))
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A reply left in progress by a crash."""
+
+    id: int
+    channel: str
+    reply_to: int | None
+    shown: Shown
+    source: str | None  # the platform id of the question it answers, to quote it
+
+
+@dataclass(frozen=True)
+class Question:
+    """A learner message that has no answer yet."""
+
+    id: int
+    channel: str
+    author_id: str | None
+    author_name: str | None
+    text: str
+    source: str | None
+    at: float
 
 
 @dataclass(frozen=True)
@@ -108,9 +187,14 @@ class Store:
     async def open(cls, path: Path | str) -> Store:
         if str(path) != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # Learners' words, minors' among them: readable by the service alone. SQLite creates the WAL and
+            # shared-memory files with the database file's permissions.
+            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         db = await aiosqlite.connect(path, isolation_level=None)
         db.row_factory = aiosqlite.Row
-        for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON"):
+        # secure_delete: deleted text is overwritten, not left in free pages.
+        pragmas = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON", "secure_delete=ON")
+        for pragma in pragmas:
             await db.execute(f"PRAGMA {pragma}")
         store = cls(db)
         await store._migrate()
@@ -217,6 +301,7 @@ class Store:
             (learner, learner),
         )
         await self._db.execute("DELETE FROM learners WHERE id = ?", (learner,))
+        await self._checkpoint()
         return cursor.rowcount
 
     async def last_level(self, channel: str, language: Language) -> Level | None:
@@ -230,7 +315,12 @@ class Store:
     async def forget(self, channel: str) -> int:
         """Delete a channel's messages (the lesson stays); returns how many went."""
         cursor = await self._db.execute("DELETE FROM messages WHERE channel = ?", (channel,))
+        await self._checkpoint()
         return cursor.rowcount
+
+    async def _checkpoint(self) -> None:
+        """Copy the WAL into the database and empty it, so that deleted text does not linger in the WAL file."""
+        await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # Messages
 
@@ -244,7 +334,9 @@ class Store:
         author_name: str | None = None,
         status: Status = Status.COMPLETE,
         reply_to: int | None = None,
+        source: str | None = None,
     ) -> int:
+        """Store a message; `Duplicate` if a learner message with this platform `source` is stored already."""
         now = time.time()
         if author_id is not None:
             await self._db.execute(
@@ -252,12 +344,61 @@ class Store:
                    ON CONFLICT(id) DO UPDATE SET name = excluded.name, last_seen = excluded.last_seen""",
                 (author_id, author_name or "", now, now),
             )
-        cursor = await self._db.execute(
-            """INSERT INTO messages (channel, author_id, author_name, role, text, status, reply_to, created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
-            (channel, author_id, author_name, role, text, status.value, reply_to, now),
-        )
+        try:
+            cursor = await self._db.execute(
+                """INSERT INTO messages
+                   (channel, author_id, author_name, role, text, status, reply_to, created_at, source)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                (channel, author_id, author_name, role, text, status.value, reply_to, now, source),
+            )
+        except sqlite3.IntegrityError as error:
+            if source is not None and "messages.channel, messages.source" in str(error):
+                raise Duplicate() from error
+            raise
         return int(cursor.lastrowid or 0)
+
+    # Replies in progress
+
+    async def show(self, message: int, shown: Shown) -> None:
+        """Remember where a reply in progress is shown, for finishing it in the chat after a crash."""
+        await self._db.execute(
+            "UPDATE messages SET shown = ? WHERE id = ? AND status = 'pending'", (shown.dumps(), message)
+        )
+
+    async def finish(self, message: int, text: str, status: Status) -> None:
+        """A reply's final state: what the chat shows, and how it ended."""
+        await self._db.execute(
+            "UPDATE messages SET text = ?, status = ?, shown = NULL WHERE id = ?", (text, status.value, message)
+        )
+
+    async def delete(self, message: int) -> None:
+        await self._db.execute("DELETE FROM messages WHERE id = ?", (message,))
+
+    async def unfinished(self, prefix: str) -> list[Unfinished]:
+        """Replies left in progress in the channels whose id starts with `prefix` (a platform's)."""
+        async with self._db.execute(
+            """SELECT m.id, m.channel, m.reply_to, m.shown, q.source FROM messages AS m
+               LEFT JOIN messages AS q ON q.id = m.reply_to
+               WHERE m.status = 'pending' AND substr(m.channel, 1, ?) = ? ORDER BY m.id""",
+            (len(prefix), prefix),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [Unfinished(r["id"], r["channel"], r["reply_to"], Shown.loads(r["shown"]), r["source"]) for r in rows]
+
+    async def unanswered(self, prefix: str) -> list[Question]:
+        """Learner messages in active lessons whose every reply was cut off (or that have none), oldest first."""
+        async with self._db.execute(
+            """SELECT m.* FROM messages AS m JOIN lessons AS l ON l.channel = m.channel
+               WHERE m.role = 'user' AND substr(m.channel, 1, ?) = ? AND m.id > l.context_start AND l.active
+                 AND NOT EXISTS (SELECT 1 FROM messages AS a WHERE a.reply_to = m.id AND a.status != 'cut')
+               ORDER BY m.id""",
+            (len(prefix), prefix),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            Question(r["id"], r["channel"], r["author_id"], r["author_name"], r["text"], r["source"], r["created_at"])
+            for r in rows
+        ]
 
     async def history(self, channel: str, *, up_to: int | None = None) -> list[Message]:
         """The conversation the model sees, oldest first.
@@ -265,13 +406,14 @@ class Store:
         In a busy group a second question is stored while the first is being answered; each reply is
         placed right after the message it answers, so the conversation reads question, answer, question.
         Learner messages after `up_to` are still waiting for their own reply and stay out; failed replies
-        carry no text worth showing the model.
+        carry no text worth showing the model, and replies in progress or cut off are not the tutor's answer.
         """
         async with self._db.execute(
             """
             SELECT m.* FROM messages AS m
             JOIN lessons AS l ON l.channel = m.channel
-            WHERE m.channel = ? AND COALESCE(m.reply_to, m.id) > l.context_start AND m.status != 'failed'
+            WHERE m.channel = ? AND COALESCE(m.reply_to, m.id) > l.context_start
+              AND m.status NOT IN ('failed', 'pending', 'cut')
               AND (m.role = 'assistant' OR m.id <= ?)
             ORDER BY COALESCE(m.reply_to, m.id), m.role = 'assistant', m.id
             """,

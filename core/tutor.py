@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
-from .cleaning import clean
+from .cleaning import clean, flatten_name
 from .context import estimate_tokens, fit
 from .corrections import checked_corrections
-from .errors import LessonPaused, NoLesson, ReplyInterrupted
+from .errors import LessonPaused, NoLesson, ReplyDiscarded, ReplyInterrupted
 from .i18n import Msg, _
 from .languages import Language, find_language
 from .lesson import Lesson, Level
@@ -20,7 +20,7 @@ from .llm import Model
 from .prompts import opening_request, reminder, system_prompt
 from .queue import FairQueue, Ticket
 from .settings import Settings
-from .store import Message, Status, Store
+from .store import Message, Question, Shown, Status, Store
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +45,62 @@ class Channel:
 
 @dataclass(frozen=True)
 class Learner:
+    """Someone who writes to the tutor. The name is flattened: it reaches prompts and chats."""
+
     id: str
     name: str
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", flatten_name(self.name))
 
 
 class Reply:
     """A reply on its way: `async for chunk in reply` yields text as the model writes it.
 
     Iterating raises a `TutorError` when the model fails; a reply cut off midway first yields a
-    visible mark, so whatever was shown ends marked.
+    visible mark, so whatever was shown ends marked. Whoever shows the reply may take over recording its
+    delivery (`deliver_later`): then it is complete only once `finish` says the platform has its final text.
     """
 
-    def __init__(self, lesson: Lesson, notice: Msg | None = None) -> None:
+    def __init__(self, tutor: Tutor, lesson: Lesson, notice: Msg | None = None, *, author: str | None = None) -> None:
         self.lesson = lesson
         self.notice = notice  # something the learner should know before the reply, e.g. a truncation
+        self.author = author  # the learner whose message it answers (None for an opener)
         self.text = ""
-        self.status: Status | None = None
+        self.status: Status | None = None  # how the model's part ended
+        self.id: int | None = None  # the stored row, once the model is on it
+        self.discarded = False
+        self.delivered_by_caller = False
+        self._tutor = tutor
+        self._interrupt: asyncio.Timeout | None = None
         self._ticket: Ticket | None = None
         self._chunks: AsyncGenerator[str, None] | None = None
+
+    def deliver_later(self) -> None:
+        """The caller records where the reply is shown and how its delivery ended (`show`, `finish`)."""
+        self.delivered_by_caller = True
+
+    def discard(self) -> None:
+        """Stop this reply for good (its conversation was reset or switched): nothing more of it is shown and
+        nothing of it is stored. The model stream is interrupted where it waits."""
+        self.discarded = True
+        if self._interrupt is not None and self._interrupt.expired() is False:
+            self._interrupt.reschedule(asyncio.get_running_loop().time())
+
+    async def show(self, shown: Shown) -> None:
+        if self.id is not None and not self.discarded:
+            await self._tutor._quietly(self._tutor.store.show(self.id, shown))
+
+    async def finish(self, text: str, status: Status) -> None:
+        """The delivery's end: what the chat shows now, and how the reply ended."""
+        self.status = status
+        if self.id is None:
+            return
+        # A discarded reply leaves nothing behind; a cut one that showed nothing leaves its question unanswered.
+        if self.discarded or (status is Status.CUT and not text):
+            await self._tutor._quietly(self._tutor.store.delete(self.id))
+        else:
+            await self._tutor._quietly(self._tutor.store.finish(self.id, text, status))
 
     @property
     def position(self) -> int | None:
@@ -96,6 +134,7 @@ class Tutor:
         self._default_native = find_language(settings.default_native_language).language
         # A lesson change reads, modifies and writes: two commands at once in one channel must not lose one.
         self._changing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._streaming: dict[str, set[Reply]] = {}  # per channel: replies being generated or waiting to be
 
     @classmethod
     async def open(cls, settings: Settings) -> Tutor:
@@ -152,9 +191,10 @@ class Tutor:
             answer_all = current.answer_all if current else False  # a channel setting: a new language keeps it
             lesson = Lesson(channel.id, target, chosen, explain, group=channel.group, answer_all=answer_all)
             new_conversation = current is not None and current.language != target
+            self.discard(channel.id)  # a reply of the lesson being replaced must not land after the new opener
             await self.store.save_lesson(lesson, new_conversation=new_conversation)
         log.info("lesson started", extra={"channel": channel.id, "language": target.code, "level": chosen.value})
-        reply = Reply(lesson)
+        reply = Reply(self, lesson)
         reply._chunks = self._generate(channel, lesson, reply)
         return reply
 
@@ -175,7 +215,10 @@ class Tutor:
         return await self._change(channel, lambda lesson: replace(lesson, answer_all=on))
 
     async def reset(self, channel: Channel) -> int:
-        """Forget this channel's conversation; the lesson settings stay. Returns the messages deleted."""
+        """Forget this channel's conversation; the lesson settings stay. Returns the messages deleted.
+
+        A reply being written here is discarded first: nothing of it is shown or stored afterwards."""
+        self.discard(channel.id)
         deleted = await self.store.forget(channel.id)
         log.info("history reset", extra={"channel": channel.id, "deleted": deleted})
         return deleted
@@ -190,6 +233,21 @@ class Tutor:
             await self.store.save_lesson(lesson)
         return lesson
 
+    async def forget_learner(self, learner: str) -> int:
+        """Delete everything about a learner; replies to them still being written are discarded first."""
+        for replies in self._streaming.values():
+            for reply in list(replies):
+                if reply.author == learner:
+                    reply.discard()
+        deleted = await self.store.forget_learner(learner)
+        log.info("learner forgotten", extra={"deleted": deleted})
+        return deleted
+
+    def discard(self, channel: str) -> None:
+        """Discard every reply being generated or waiting in `channel`."""
+        for reply in list(self._streaming.get(channel, ())):
+            reply.discard()
+
     def _changes(self, channel: Channel) -> asyncio.Lock:
         lock = self._changing.get(channel.id)
         if lock is None:
@@ -198,11 +256,12 @@ class Tutor:
 
     # Conversation
 
-    async def reply(self, channel: Channel, learner: Learner, text: str) -> Reply | None:
+    async def reply(self, channel: Channel, learner: Learner, text: str, *, source: str | None = None) -> Reply | None:
         """Store the learner's message, then return the tutor's answer to stream.
 
         `None` means there was nothing to answer (an empty message). Raises `NoLesson` or
-        `LessonPaused` when the channel is not learning right now.
+        `LessonPaused` when the channel is not learning right now, and `store.Duplicate` when the message with
+        this platform `source` id was stored before (the platform delivered it twice).
         """
         cleaned = clean(text, self.settings.max_input_chars)
         if cleaned is None:
@@ -213,7 +272,7 @@ class Tutor:
         if not lesson.active:
             raise LessonPaused()
         message_id = await self.store.add_message(
-            channel.id, "user", cleaned.text, author_id=learner.id, author_name=learner.name
+            channel.id, "user", cleaned.text, author_id=learner.id, author_name=learner.name, source=source
         )
         notice = (
             _(
@@ -223,8 +282,18 @@ class Tutor:
             if cleaned.truncated
             else None
         )
-        reply = Reply(lesson, notice)
+        reply = Reply(self, lesson, notice, author=learner.id)
         reply._chunks = self._generate(channel, lesson, reply, message_id, learner, cleaned.text)
+        return reply
+
+    async def answer_again(self, channel: Channel, question: Question) -> Reply | None:
+        """A reply to a stored learner message whose answer was cut off by a crash or a stop."""
+        lesson = await self.lesson(channel)
+        if lesson is None or not lesson.active:
+            return None
+        learner = Learner(question.author_id or "", question.author_name or "")
+        reply = Reply(self, lesson, author=question.author_id)
+        reply._chunks = self._generate(channel, lesson, reply, question.id, learner, question.text)
         return reply
 
     def prompt(self, lesson: Lesson, history: list[Message], learner: Learner | None) -> list[dict[str, str]]:
@@ -267,11 +336,16 @@ class Tutor:
     ) -> AsyncGenerator[str, None]:
         self._in_progress += 1
         self._idle.clear()
+        streaming = self._streaming.setdefault(channel.id, set())
+        streaming.add(reply)
         try:
             async with aclosing(self._generate_in_turn(channel, lesson, reply, up_to, learner, learner_text)) as chunks:
                 async for chunk in chunks:
                     yield chunk
         finally:
+            streaming.discard(reply)
+            if not streaming and self._streaming.get(channel.id) is streaming:
+                del self._streaming[channel.id]
             self._in_progress -= 1
             if not self._in_progress:
                 self._idle.set()
@@ -287,13 +361,17 @@ class Tutor:
     ) -> AsyncGenerator[str, None]:
         reply._ticket = self.queue.join(channel.id)
         async with reply._ticket:
+            if reply.discarded:
+                raise ReplyDiscarded()
             messages = self.prompt(lesson, await self._history(channel, lesson, up_to), learner)
             stream = self._model_text(messages)
             if learner is not None:
                 stream = checked_corrections(stream, learner_text)
+            # Stored before the model is called, as in progress: a crash from here on is finished at the restart.
+            reply.id = await self.store.add_message(channel.id, "assistant", "", status=Status.PENDING, reply_to=up_to)
             status = Status.FAILED
             try:
-                async with aclosing(stream):
+                async with asyncio.timeout(None) as reply._interrupt, aclosing(stream):
                     async for chunk in stream:
                         reply.text += chunk
                         yield chunk
@@ -303,12 +381,18 @@ class Tutor:
                 reply.text += CUT_MARK
                 yield CUT_MARK
                 raise
+            except TimeoutError:
+                if not reply.discarded:
+                    raise
+                if reply.text:
+                    yield CUT_MARK  # what was shown ends marked, and nothing more comes
+                raise ReplyDiscarded() from None
             except (asyncio.CancelledError, GeneratorExit):
-                status = Status.INTERRUPTED if reply.text else Status.FAILED
+                status = Status.CUT if reply.text else Status.FAILED
                 raise
             finally:
                 reply.status = status
-                await asyncio.shield(self._save(channel, reply.text, status, up_to))
+                await asyncio.shield(self._save(reply))
 
     async def _model_text(self, messages: list[dict[str, str]]) -> AsyncGenerator[str, None]:
         async with aclosing(self.model.stream(messages)) as deltas:
@@ -318,8 +402,19 @@ class Tutor:
                 if delta.done_reason == "length":
                     yield LENGTH_MARK
 
-    async def _save(self, channel: Channel, text: str, status: Status, reply_to: int | None) -> None:
+    async def _save(self, reply: Reply) -> None:
+        """The model's part is over. A discarded reply leaves nothing; one whose delivery the caller records is
+        finished by it; any other is stored as the model ended it (a cut one without text: not at all)."""
+        if reply.id is None:
+            return
+        if reply.discarded:
+            await self._quietly(self.store.delete(reply.id))
+        elif not reply.delivered_by_caller:
+            assert reply.status is not None
+            await reply.finish(reply.text + (CUT_MARK if reply.status is Status.CUT else ""), reply.status)
+
+    async def _quietly(self, call: Awaitable[None]) -> None:
         try:
-            await self.store.add_message(channel.id, "assistant", text, status=status, reply_to=reply_to)
-        except Exception:  # the store is closing: the learner's turn is kept, the reply is lost
-            log.exception("could not store a reply", extra={"channel": channel.id})
+            await call
+        except Exception:  # the store is closing: the learner's turn is kept, this update is lost
+            log.exception("could not store a reply")

@@ -27,7 +27,7 @@ def settings(tmp_path: Path, ollama: FakeOllama) -> Settings:
         ollama_host=ollama.url,
         model=MODEL,
         db_path=tmp_path / "polyglott.db",
-        request_timeout=5,
+        first_token_timeout=5,
     )
 
 

@@ -31,6 +31,7 @@ import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 
 import discord
@@ -227,6 +228,16 @@ class _Injected429:
     is_global: bool
 
 
+@dataclass
+class _InjectedError:
+    method: str | None
+    path: re.Pattern[str] | None
+    status: int
+    message: str
+    code: int
+    remaining: int
+
+
 @dataclass(eq=False)
 class FakeInteraction:
     """An interaction the fake dispatched, and everything the bot answered to it."""
@@ -373,6 +384,8 @@ class FakeDiscord:
         self._windows: dict[tuple[str, int | str], _Window] = {}
         self._global_window: _Window | None = None
         self._injected: list[_Injected429] = []
+        self._injected_errors: list[_InjectedError] = []
+        self._refused_handshakes: list[int] = []  # HTTP statuses for the next gateway handshakes, in order
         self._sessions: dict[str, _Session] = {}
         self._connections: set[_Connection] = set()
         self._runner: web.AppRunner | None = None
@@ -887,6 +900,10 @@ class FakeDiscord:
     # gateway
 
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self._refused_handshakes:  # Discord's edge having a bad minute: no upgrade to a websocket
+            status = self._refused_handshakes.pop(0)
+            self.gateway_queries.append(dict(request.query))
+            return web.Response(status=status, text=f"{status}: gateway unavailable")
         ws = web.WebSocketResponse(max_msg_size=0)
         await ws.prepare(request)
         self.gateway_queries.append(dict(request.query))
@@ -1517,6 +1534,36 @@ class FakeDiscord:
         rx = re.compile(path) if path else None
         self._injected.append(_Injected429(method and method.upper(), rx, retry_after, count, is_global))
 
+    def inject_error(
+        self,
+        method: str | None = None,
+        path: str | None = None,
+        *,
+        status: int = 500,
+        message: str | None = None,
+        code: int = 0,
+        count: int = 1,
+    ) -> None:
+        """Answer the next `count` matching requests with an error, as Discord does when it has a bad minute:
+        a JSON body `{"message", "code"}` (`500: Internal Server Error`, code 0, unless told otherwise).
+        discord.py retries 500, 502, 504 and 524 itself (up to five tries, sleeping 1, 3, 5… s), not others."""
+        rx = re.compile(path) if path else None
+        text = message or f"{status}: {HTTPStatus(status).phrase}"
+        self._injected_errors.append(_InjectedError(method and method.upper(), rx, status, text, code, count))
+
+    def stop_injecting(self) -> None:
+        """Answer normally again: injected errors and 429s not yet used are dropped."""
+        self._injected_errors.clear()
+        self._injected.clear()
+
+    def refuse_gateway(self, count: int = 1, *, status: int = 502) -> None:
+        """Answer the next `count` gateway connections with HTTP `status` instead of upgrading them."""
+        self._refused_handshakes.extend([status] * count)
+
+    async def delete_message(self, message_id: int) -> None:
+        """Someone (a moderator, the author) deletes a message: it is gone, and MESSAGE_DELETE is dispatched."""
+        await self._delete(self.messages[message_id])
+
     # ---------------------------------------------------------------------------------------------------
     # REST plumbing
 
@@ -1666,6 +1713,14 @@ class FakeDiscord:
             ):
                 inj.remaining -= 1
                 return self._too_many(inj.retry_after, is_global=inj.is_global, headers={})
+        for err in self._injected_errors:
+            if (
+                err.remaining > 0
+                and err.method in (None, method)
+                and (err.path is None or err.path.fullmatch(call.path))
+            ):
+                err.remaining -= 1
+                return self._error(err.status, err.message, err.code)
 
         if needs_auth and self.global_limit is not None:
             if self._global_window is None:
@@ -2056,11 +2111,15 @@ class FakeDiscord:
         return self._json(message)
 
     def _message_in(self, req: _Request) -> tuple[dict[str, Any] | None, web.Response | None]:
+        """A message through its channel. An ephemeral one exists only for its interaction's webhook: Discord
+        answers Unknown Message here (discord/discord-api-docs#3090). A public interaction response or followup
+        is the bot's own message: the channel's endpoints edit and delete it like any other, which is what a
+        bot has once the interaction's token expired (15 minutes) or it restarted."""
         _, err = self._channel_or_error(req.id("channel"))
         if err is not None:
             return None, err
         message = self.messages.get(req.id("message"))
-        if message is None or int(message["channel_id"]) != req.id("channel"):
+        if message is None or int(message["channel_id"]) != req.id("channel") or message["flags"] & EPHEMERAL:
             return None, self._error(404, "Unknown Message", 10008)
         return message, None
 

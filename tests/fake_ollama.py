@@ -22,6 +22,11 @@ Failure shapes and what the real client (ollama 0.6.x) raises for them:
 - `Reply(error_after=n)`, n >= 1, streaming: n chunks, then `ollama.ResponseError` with `status_code == -1`.
   With n == 0 nothing was written yet, so (like the real server) it becomes an HTTP 500.
 - `Reply(disconnect_after=n)`: n chunks, then `httpx.RemoteProtocolError` (a `httpx.TransportError`).
+- `Reply(malformed_at=n)`: n chunks, then a line that is not JSON (a chunk cut short): `json.JSONDecodeError`.
+- `Reply(bad_shape_at=n)`: n chunks, then a JSON line of the wrong shape (by default a chunk whose `message` is a
+  string): `pydantic.ValidationError`; with `bad_shape=` a value that is not an object, `AttributeError`.
+- `Reply(stall_after=n)`: n chunks, then silence with the connection open until the client hangs up (n == 0: not
+  even the headers, like a model that never gets through the prompt): only a timeout on the client ends it.
 - a reply slower than the client's timeout: `httpx.ReadTimeout`.
 
 Timing: headers are sent with the first token (as the real server does), so `first_token_delay` and
@@ -100,6 +105,16 @@ def _dumps(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
 
 
+# A chunk cut off mid-way, as a proxy or a crashing server might leave it: not JSON.
+_MALFORMED = b'{"model":"x","created_at":"2025-01-01T00:00:00Z","message":{"role":"assistant","content":"tr\n'
+_BAD_SHAPE = {"message": "not an object", "done": False}  # valid JSON, but no `message.content` to read
+
+
+async def _forever() -> None:
+    """Hang until cancelled (the client hung up, or the server stops)."""
+    await asyncio.Event().wait()
+
+
 def _now_iso() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
@@ -127,8 +142,11 @@ class Reply:
     (None: the server's `tokens_per_second` pacing); `first_token_delay` the wait before anything is sent
     (None: the server default). `status` answers with that HTTP error instead of streaming. `error_after`
     sends an `{"error": ...}` line after that many tokens; `disconnect_after` drops the connection after
-    that many tokens without a final line. `thinking` is streamed as `message.thinking` first, unless the
-    request says `think: false`.
+    that many tokens without a final line. `malformed_at` and `bad_shape_at` send one broken line after that many
+    tokens (then the rest, as if nothing happened: the client stops at the broken line); `bad_shape` is the JSON
+    value of that line (None: a chunk whose `message` is a string). `stall_after` goes silent after that many
+    tokens and keeps the connection open. `thinking` is streamed as `message.thinking` first, unless the request
+    says `think: false`.
     """
 
     text: str = ""
@@ -140,6 +158,10 @@ class Reply:
     status: int | None = None
     error: str | None = None
     thinking: str | None = None
+    malformed_at: int | None = None
+    bad_shape_at: int | None = None
+    bad_shape: Any = None
+    stall_after: int | None = None
 
     def __post_init__(self) -> None:
         if self.text and self.tokens:
@@ -714,6 +736,12 @@ class FakeOllama:
             for i in range(len(plan)):
                 if i and delay > 0:
                     await asyncio.sleep(delay)
+            if reply.stall_after is not None:
+                await _forever()
+            if reply.malformed_at is not None:
+                return web.Response(body=_MALFORMED, content_type="application/json")
+            if reply.bad_shape_at is not None:
+                return self._json(reply.bad_shape if reply.bad_shape is not None else chunk(**final()) | _BAD_SHAPE)
             if ending == "error":
                 return self._error(500, reply.error or RUNNER_CRASHED)
             if ending == "disconnect":
@@ -727,15 +755,30 @@ class FakeOllama:
         self.streams.append(stream)
         loop = asyncio.get_running_loop()
         began = loop.time()
+
+        async def faults(before: int) -> None:
+            """The broken lines and the stall scripted to come after `before` tokens."""
+            if before == reply.stall_after:
+                await _forever()
+            if before in (reply.malformed_at, reply.bad_shape_at) and not response.prepared:
+                await response.prepare(request)
+            if before == reply.malformed_at:
+                await response.write(_MALFORMED)
+            if before == reply.bad_shape_at:
+                bad = reply.bad_shape if reply.bad_shape is not None else chunk() | _BAD_SHAPE
+                await response.write(_dumps(bad))
+
         for i, (kind, token) in enumerate(plan):
             if i and delay > 0:  # on a schedule, so the set rate holds even when sleeps overshoot
                 await asyncio.sleep(max(0.0, began + i * delay - loop.time()))
+            await faults(i)
             if not response.prepared:
                 await response.prepare(request)
             if kind == "content":
                 stream.tokens.append((loop.time(), token))
             obj = chunk(thinking=token) if kind == "thinking" else chunk(token)
             await response.write(_dumps(obj | {"done": False}))
+        await faults(len(plan))
 
         if ending == "disconnect":
             return self._drop(request)

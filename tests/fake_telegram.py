@@ -191,6 +191,22 @@ class WebhookDelivery:
 
 
 @dataclass
+class Hold:
+    """One call the fake keeps waiting (`FakeTelegram.hold`): `reached` is set once a call is held, `record`
+    is that call; `release()` lets it go on."""
+
+    method: str  # lower-case method name
+    when: Callable[[JSON], bool]
+    before: bool
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    record: CallRecord | None = None
+
+    def release(self) -> None:
+        self.released.set()
+
+
+@dataclass
 class _Injection:
     method: str | None  # lower-case method name, None for any method
     status: int
@@ -509,6 +525,11 @@ def detect_entities(text: str) -> list[JSON]:
     return entities
 
 
+def _hung_up(request: web.Request) -> bool:
+    """Whether the client closed its connection (a long poll PTB cancelled, a bot that was killed)."""
+    return request.transport is None or request.transport.is_closing()
+
+
 def _decode_form_value(key: str, value: str) -> Any:
     if key in _STRING_PARAMS:
         return value
@@ -594,6 +615,7 @@ class FakeTelegram:
         self._open_callbacks: set[str] = set()
         self._flood_log: dict[tuple[Any, ...], deque[float]] = {}
         self._injections: list[_Injection] = []
+        self._holds: list[Hold] = []
         self._poll_generation = 0
         self._changed = asyncio.Event()
         self._closing = False
@@ -639,8 +661,10 @@ class FakeTelegram:
         self._closing = False
 
     async def stop(self) -> None:
-        """Release long polls at once (so PTB's shutdown is quick) and close the server."""
+        """Release long polls and held calls at once (so PTB's shutdown is quick) and close the server."""
         self._closing = True
+        for hold in self._holds:
+            hold.release()
         self._notify()
         if self._webhook_task:
             self._webhook_task.cancel()
@@ -749,6 +773,19 @@ class FakeTelegram:
     ) -> None:
         """Answer the next `times` calls of `method` (any method if None) with this error, before any checks."""
         self._injections.append(_Injection(method.lower() if method else None, status, description, parameters, times))
+
+    def hold(self, method: str, when: Callable[[JSON], bool] | None = None, *, before: bool = False) -> Hold:
+        """Keep the next call of `method` whose parameters satisfy `when` waiting until `Hold.release()`, to
+        stop a bot at exactly that moment (kill it while `Hold.reached` is set).
+
+        By default the call is carried out first and only its answer is held: the message is sent or edited,
+        the bot does not know it yet. With `before`, the call waits before Telegram looks at it, as a request
+        still in transit; if its client hung up meanwhile it is dropped unread (a getUpdates whose `offset`
+        never arrived confirms nothing, so its updates are delivered again, as Telegram does after a crash).
+        """
+        hold = Hold(method.lower(), when or (lambda params: True), before)
+        self._holds.append(hold)
+        return hold
 
     def flood_next(self, method: str | None = None, *, retry_after: int = 1, times: int = 1) -> None:
         """Answer the next calls with 429 retry_after, whatever the windows say (recorded in flood_errors)."""
@@ -1020,6 +1057,9 @@ class FakeTelegram:
                 return web.Response(
                     status=502, text="<html><body>502 Bad Gateway</body></html>", content_type="text/html"
                 )
+            if await self._held(record, before=True) and _hung_up(request):
+                record.abandoned = True  # never reached Telegram: not carried out, and no answer
+                return web.Response(status=499)
             try:
                 if match is None:
                     raise ApiError(404, "Not Found")
@@ -1030,6 +1070,7 @@ class FakeTelegram:
                 if handler is None:
                     raise ApiError(404, "Not Found")
                 result = await handler(params)
+                await self._held(record, before=False)
             except ApiError as error:
                 record.status, record.description = error.status, error.description
                 body: JSON = {"ok": False, "error_code": error.status, "description": error.description}
@@ -1039,8 +1080,20 @@ class FakeTelegram:
             record.status, record.result = 200, result
             return web.json_response({"ok": True, "result": result})
         finally:
-            record.abandoned = request.transport is None or request.transport.is_closing()
+            record.abandoned = _hung_up(request)
             self._notify()
+
+    async def _held(self, record: CallRecord, *, before: bool) -> bool:
+        """Wait while a `hold` matching this call keeps it (each hold takes one call); whether one did."""
+        for hold in self._holds:
+            matches = hold.record is None and hold.before == before and hold.method == record.method.lower()
+            if matches and hold.when(record.params):
+                hold.record = record
+                hold.reached.set()
+                self._notify()
+                await hold.released.wait()
+                return True
+        return False
 
     async def _read_params(self, request: web.Request) -> JSON:
         """Merge query string and body; form values are JSON-decoded as PTB encodes them."""

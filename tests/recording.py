@@ -39,6 +39,12 @@ class Recorder:
     async def typing(self) -> None:
         self.typing_calls += 1
 
+    def address(self, handle: Any) -> str:
+        return str(handle)
+
+    def recall(self, address: str) -> int:
+        return int(address)
+
     async def note(self, note: Note) -> None:
         if note.private and not self.reachable:
             raise Unreachable()

@@ -9,8 +9,10 @@ import contextlib
 import csv
 import io
 import itertools
+import json
 import logging
 import re
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -22,12 +24,12 @@ from pydantic import SecretStr
 from bots.discord_bot import Polyglott, build_bot
 from bots.discord_bot import serve as serve_discord
 from core.commands import BY_NAME, COMMANDS, OPTIONS
-from core.conversation import CSV_COLUMNS, NO_LESSON_GROUP, PICK_LANGUAGE, Conversation, Notice, Origin
+from core.conversation import CSV_COLUMNS, NO_LESSON_GROUP, PICK_LANGUAGE, RESTARTED, Conversation, Notice, Origin
 from core.errors import LessonPaused, ModelMissing, NotTeacher, OllamaUnavailable
 from core.i18n import render
 from core.lesson import Level
 from core.settings import Settings
-from core.tutor import Channel, Learner, Tutor
+from core.tutor import CUT_MARK, Channel, Learner, Tutor
 from tests.conftest import MODEL
 from tests.fake_discord import (
     BOT_TOKEN,
@@ -897,6 +899,247 @@ async def test_history_survives_a_restart_of_the_bot_and_the_tutor(
     finally:
         await tutor.close()
     assert "Me llamo Sam" in str(ollama.chat_requests[-1]["messages"])
+
+
+# --- replies that survive crashes and stops ------------------------------------------------------------------------
+
+LONG = "Me gusta mucho la paella valenciana, sobre todo la que hace mi abuela los domingos en verano."
+SHORT = "¡Qué bien! ¿Y qué más te gusta?"
+
+
+def stored_replies(settings: Settings) -> list[sqlite3.Row]:
+    """The tutor's replies as any SQLite reader sees them (the bot writes on its own connection)."""
+    with contextlib.closing(sqlite3.connect(settings.db_path)) as db:
+        db.row_factory = sqlite3.Row
+        return db.execute(
+            "SELECT id, text, status, shown, reply_to FROM messages WHERE role = 'assistant' ORDER BY id"
+        ).fetchall()
+
+
+def showing(settings: Settings) -> list[str]:
+    """The addresses the reply in progress is shown at, once the store has them."""
+    pending = [r for r in stored_replies(settings) if r["status"] == "pending" and r["shown"]]
+    return json.loads(pending[-1]["shown"])["at"] if pending else []
+
+
+def cut_note(shown: str) -> str:
+    """What a message a restart finds half-written ends as: the mark, then core's note."""
+    return f"{shown}{CUT_MARK}\n\n_{render(RESTARTED, 'en')}_"
+
+
+async def crash(fake: FakeDiscord, bot: Polyglott) -> None:
+    """Stop `bot` the way a crash leaves things: its replies stop where they are, unmarked (Discord takes no
+    more requests from it), and the database still has them in progress with the messages that show them."""
+    fake.inject_error(status=503, count=10**6)
+    await bot.conversation.finish(0)
+    fake.stop_injecting()
+
+
+@contextlib.asynccontextmanager
+async def restarted(fake: FakeDiscord, settings: Settings, bot_settings: Settings) -> AsyncIterator[Polyglott]:
+    """A new process: a tutor and a client of their own on the same database."""
+    tutor = await Tutor.open(settings)
+    try:
+        async with connected(fake, tutor, bot_settings) as bot:
+            yield bot
+    finally:
+        await tutor.close()
+
+
+async def test_a_reply_is_stored_in_progress_at_its_message_until_discord_has_its_final_text(
+    fake: FakeDiscord, bot: Polyglott, ollama: FakeOllama, settings: Settings
+) -> None:
+    dm = fake.dm_channel(STUDENT_ID)
+    await learn(fake, bot, dm, STUDENT_ID, language="spanish")
+    ollama.script(Script(LONG, delay=0.1))
+    question = await fake.send_dm(STUDENT_ID, "¿Qué te gusta comer?")
+    await fake.wait_until(lambda: bool(showing(settings)))
+    (reply,) = replies_to(fake, question)
+    assert showing(settings) == [reply["id"]]
+    assert await answered(fake, bot, question) == LONG
+    last = stored_replies(settings)[-1]
+    assert (last["status"], last["text"], last["shown"]) == ("complete", LONG, None)
+
+
+async def test_a_message_the_gateway_delivers_twice_is_answered_once(
+    fake: FakeDiscord, bot: Polyglott, ollama: FakeOllama, settings: Settings
+) -> None:
+    await learn(fake, bot, GENERAL_CHANNEL_ID, language="spanish")
+    question = await fake.send_message(GENERAL_CHANNEL_ID, STUDENT_ID, "¿Qué tal?", mentions_bot=True)
+    await fake.dispatch("MESSAGE_CREATE", question)
+    await answered(fake, bot, question)
+    await fake.wait_until(lambda: settled(bot))
+    assert len(replies_to(fake, question)) == 1
+    assert len(ollama.chat_requests) == 2  # the opener and this answer
+    assert [r["status"] for r in stored_replies(settings)] == ["complete", "complete"]
+
+
+async def test_a_reply_a_crash_left_half_shown_is_marked_and_its_question_answered_once_after_the_restart(
+    fake: FakeDiscord, settings: Settings, bot_settings: Settings, ollama: FakeOllama
+) -> None:
+    dm = fake.dm_channel(STUDENT_ID)
+    async with restarted(fake, settings, bot_settings) as first:
+        await learn(fake, first, dm, STUDENT_ID, language="spanish")
+        ollama.script(Script(LONG, stall_after=4), Script(SHORT))
+        question = await fake.send_dm(STUDENT_ID, "¿Qué te gusta comer?")
+        await fake.wait_until(lambda: bool(showing(settings)))
+        (cut,) = replies_to(fake, question)
+        await fake.wait_until(lambda: cut["content"] == "".join(Script(LONG).tokens[:4]))
+        shown = cut["content"]
+        await crash(fake, first)
+    assert [r["status"] for r in stored_replies(settings)] == ["complete", "pending"]
+
+    async with restarted(fake, settings, bot_settings) as second:
+        await fake.wait_until(lambda: len(replies_to(fake, question)) == 2 and settled(second))
+    assert cut["content"] == cut_note(shown)
+    again = replies_to(fake, question)[1]
+    assert again["content"] == SHORT
+    rows = stored_replies(settings)[1:]
+    assert [(r["status"], r["text"]) for r in rows] == [("cut", shown + CUT_MARK), ("complete", SHORT)]
+    assert rows[0]["reply_to"] == rows[1]["reply_to"] is not None
+    assert len(ollama.chat_requests) == 3  # the opener, the reply the crash cut, the answer after the restart
+
+
+async def test_a_cut_reply_deleted_before_the_restart_is_said_again_with_its_mark(
+    fake: FakeDiscord, settings: Settings, bot_settings: Settings, ollama: FakeOllama
+) -> None:
+    async with restarted(fake, settings, bot_settings) as first:
+        await learn(fake, first, GENERAL_CHANNEL_ID, language="spanish")
+        ollama.script(Script(LONG, stall_after=4), Script(SHORT))
+        question = await fake.send_message(GENERAL_CHANNEL_ID, STUDENT_ID, "¿Qué comes?", mentions_bot=True)
+        await fake.wait_until(lambda: bool(showing(settings)))
+        (cut,) = replies_to(fake, question)
+        await fake.wait_until(lambda: cut["content"] == "".join(Script(LONG).tokens[:4]))
+        shown = cut["content"]
+        await crash(fake, first)
+    await fake.delete_message(int(cut["id"]))  # a moderator tidied up meanwhile
+
+    async with restarted(fake, settings, bot_settings) as second:
+        await fake.wait_until(lambda: len(replies_to(fake, question)) == 2 and settled(second))
+    refused = fake.calls_to("PATCH", f"/channels/{GENERAL_CHANNEL_ID}/messages/{cut['id']}")[-1]
+    assert refused.status == 404 and refused.response["code"] == 10008
+    assert [m["content"] for m in replies_to(fake, question)] == [cut_note(shown), SHORT]
+
+
+async def test_an_opener_a_crash_cut_in_an_interaction_response_is_marked_through_its_channel_after_the_restart(
+    fake: FakeDiscord, settings: Settings, bot_settings: Settings, ollama: FakeOllama
+) -> None:
+    """The interaction's token dies with the process; the response is still the bot's message in the channel."""
+    async with restarted(fake, settings, bot_settings) as first:
+        ollama.script(Script(LONG, stall_after=4))
+        interaction = await fake.invoke_command("learn", {"language": "spanish"}, GENERAL_CHANNEL_ID, TEACHER_ID)
+        await fake.wait_until(lambda: bool(showing(settings)))
+        original = interaction.original
+        assert original is not None and showing(settings) == [original["id"]]
+        await fake.wait_until(lambda: original["content"] == "".join(Script(LONG).tokens[:4]))
+        shown = original["content"]
+        await crash(fake, first)
+
+    async with restarted(fake, settings, bot_settings) as second:
+        await fake.wait_until(lambda: original["content"] != shown and settled(second))
+    assert original["content"] == cut_note(shown)
+    (marked,) = fake.calls_to("PATCH", f"/channels/{GENERAL_CHANNEL_ID}/messages/{original['id']}")
+    assert marked.status == 200 and marked.json["content"] == cut_note(shown)
+    assert [r["status"] for r in stored_replies(settings)] == ["cut"]
+    assert len(ollama.chat_requests) == 1  # an opener answers no one's question: nothing to answer again
+
+
+async def test_a_reply_cut_by_a_stop_ends_marked_and_its_question_is_answered_after_the_restart(
+    fake: FakeDiscord, settings: Settings, bot_settings: Settings, ollama: FakeOllama
+) -> None:
+    dm = fake.dm_channel(STUDENT_ID)
+    async with restarted(fake, settings, bot_settings) as first:
+        await learn(fake, first, dm, STUDENT_ID, language="spanish")
+        ollama.script(Script(LONG, stall_after=4), Script(SHORT))
+        question = await fake.send_dm(STUDENT_ID, "¿Qué te gusta comer?")
+        await fake.wait_until(lambda: bool(showing(settings)))
+        (cut,) = replies_to(fake, question)
+        await fake.wait_until(lambda: cut["content"] == "".join(Script(LONG).tokens[:4]))
+        shown = cut["content"]
+        await first.conversation.finish(0)
+    assert cut["content"] == shown + CUT_MARK
+    assert [(r["status"], r["text"]) for r in stored_replies(settings)][1:] == [("cut", shown + CUT_MARK)]
+
+    async with restarted(fake, settings, bot_settings) as second:
+        await fake.wait_until(lambda: len(replies_to(fake, question)) == 2 and settled(second))
+    assert cut["content"] == shown + CUT_MARK  # marked once: a stop's mark needs no restart note
+    assert replies_to(fake, question)[1]["content"] == SHORT
+
+
+# --- Discord's hiccups at start ------------------------------------------------------------------------------------
+
+
+async def serving(tutor: Tutor, settings: Settings, fake: FakeDiscord) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    """`serve` in the background, once it answers slash commands; set the event to stop it."""
+    stop = asyncio.Event()
+    served = asyncio.create_task(serve_discord(tutor, settings, stop, time_scale=SCALE))
+    await fake.wait_until(lambda: GUILD_ID in fake.commands or served.done(), timeout=15)
+    await fake.wait_connected(timeout=15)
+    return stop, served
+
+
+async def test_discord_failing_at_login_is_tried_again_until_the_bot_serves(
+    fake: FakeDiscord, tutor: Tutor, bot_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.inject_error("GET", "/users/@me", status=500)  # discord.py tries this one again itself, a second later
+    fake.inject_error("GET", "/users/@me", status=503, count=2)  # this one it gives up on at once
+    stop, served = await serving(tutor, bot_settings, fake)
+    body = await command(fake, "help", {}, fake.dm_channel(STUDENT_ID), STUDENT_ID)
+    assert "/learn" in body["content"]
+    assert [c.status for c in fake.calls_to("GET", "/users/@me")] == [500, 503, 503, 200]
+    retried = [r for r in caplog.records if r.getMessage().startswith("could not log in to Discord")]
+    assert len(retried) == 2 and all(r.levelno == logging.WARNING for r in retried)
+    stop.set()
+    await asyncio.wait_for(served, 10)
+
+
+async def test_a_gateway_refusing_the_first_connection_does_not_stop_the_bot(
+    fake: FakeDiscord, tutor: Tutor, bot_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.refuse_gateway(1, status=502)
+    stop, served = await serving(tutor, bot_settings, fake)
+    body = await command(fake, "help", {}, fake.dm_channel(STUDENT_ID), STUDENT_ID)
+    assert "/learn" in body["content"]
+    assert len(fake.gateway_queries) == 2
+    (retried,) = [r for r in caplog.records if r.getMessage().startswith("could not connect to Discord's gateway")]
+    assert "WSServerHandshakeError" in retried.getMessage()  # the real cause, not discord.py's AttributeError
+    stop.set()
+    await asyncio.wait_for(served, 10)
+
+
+async def test_a_stop_while_discord_is_still_failing_at_start_ends_serve_at_once(
+    fake: FakeDiscord, tutor: Tutor, bot_settings: Settings
+) -> None:
+    fake.inject_error("GET", "/users/@me", status=503, count=10**6)
+    stop = asyncio.Event()
+    served = asyncio.create_task(serve_discord(tutor, bot_settings, stop, time_scale=SCALE))
+    await fake.wait_until(lambda: len(fake.calls_to("GET", "/users/@me")) >= 2)
+    stop.set()
+    await asyncio.wait_for(served, 5)
+    assert fake.identifies == []
+
+
+async def test_a_refused_token_stops_serve_at_once_with_a_line_naming_the_setting(
+    fake: FakeDiscord, tutor: Tutor, bot_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = bot_settings.model_copy(update={"discord_token": SecretStr("MTAw.wrong.token")})
+    with pytest.raises(discord.LoginFailure):
+        await asyncio.wait_for(serve_discord(tutor, wrong, asyncio.Event(), time_scale=SCALE), 10)
+    assert len(fake.calls_to("GET", "/users/@me")) == 1
+    (line,) = [r for r in caplog.records if r.levelno == logging.ERROR and r.name == "bots.discord_bot"]
+    assert "POLYGLOTT_DISCORD_TOKEN" in line.getMessage()
+
+
+async def test_commands_failing_to_sync_leave_the_bot_serving_with_a_warning(
+    fake: FakeDiscord, tutor: Tutor, bot_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.inject_error("PUT", r"/applications/\d+(/guilds/\d+)?/commands", status=503, count=2)
+    async with connected(fake, tutor, bot_settings) as bot:
+        warnings = [r for r in caplog.records if r.getMessage().startswith("could not sync commands")]
+        assert len(warnings) == 2 and all(r.levelno == logging.WARNING for r in warnings)
+        message = await fake.send_dm(STUDENT_ID, "Hola")
+        assert await answered(fake, bot, message) == render(PICK_LANGUAGE, "en")
+    assert fake.commands == {}
 
 
 # --- serve: the `polyglott run` contract --------------------------------------------------------------------------

@@ -317,6 +317,42 @@ async def test_an_injected_429_is_retried(fake: FakeDiscord) -> None:
     assert fake.channel_texts(GENERAL_CHANNEL_ID) == ["after the 429"]
 
 
+# --- outages -------------------------------------------------------------------------------------------------
+
+
+async def test_an_injected_503_fails_at_once_with_discords_error_body(fake: FakeDiscord) -> None:
+    fake.inject_error("POST", MESSAGES, status=503)
+    client = discord.Client(intents=discord.Intents.default())
+    async with fake.connected(client):
+        channel = client.get_channel(GENERAL_CHANNEL_ID)
+        assert isinstance(channel, discord.TextChannel)
+        with pytest.raises(discord.DiscordServerError) as failed:
+            await channel.send("during the outage")
+        await channel.send("after it")
+    assert (failed.value.status, failed.value.code, failed.value.text) == (503, 0, "503: Service Unavailable")
+    assert [c.status for c in fake.calls_to("POST", MESSAGES)] == [503, 200]
+
+
+async def test_an_injected_500_is_retried_by_discordpy_itself(fake: FakeDiscord) -> None:
+    fake.inject_error("POST", MESSAGES, status=500)
+    client = discord.Client(intents=discord.Intents.default())
+    async with fake.connected(client):
+        await client.get_channel(GENERAL_CHANNEL_ID).send("after the 500")  # type: ignore[union-attr]
+    assert [c.status for c in fake.calls_to("POST", MESSAGES)] == [500, 200]
+
+
+async def test_a_refused_gateway_handshake_fails_the_first_connection(fake: FakeDiscord) -> None:
+    fake.refuse_gateway(1, status=502)
+    client = discord.Client(intents=discord.Intents.default())
+    await client.login(BOT_TOKEN)
+    try:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await client.connect(reconnect=False)
+    finally:
+        await client.close()
+    assert refused.value.status == 502 and len(fake.gateway_queries) == 1 and fake.identifies == []
+
+
 # --- threads ------------------------------------------------------------------------------------------------
 
 
@@ -646,3 +682,51 @@ async def test_after_a_deferred_update_the_original_is_the_pressed_message(fake:
         assert (await click.wait_response())["type"] == 6
         await fake.wait_until(lambda: fake.channel_texts(GENERAL_CHANNEL_ID) == ["done"])
     assert sent.original["components"] == []
+
+
+async def test_a_public_interaction_response_is_edited_through_its_channel_like_any_bot_message(
+    fake: FakeDiscord,
+) -> None:
+    client = TutorBot()
+    async with fake.connected(client):
+        interaction = await fake.invoke_command("slow", {}, GENERAL_CHANNEL_ID, STUDENT_ID)
+        await fake.wait_until(lambda: bool(interaction.followups))
+        assert interaction.original is not None
+        channel = client.get_channel(GENERAL_CHANNEL_ID)
+        assert isinstance(channel, discord.TextChannel)
+        await channel.get_partial_message(int(interaction.original["id"])).edit(content="edited by the bot token")
+    assert interaction.original["content"] == "edited by the bot token"
+    assert interaction.original["webhook_id"] == str(APPLICATION_ID)
+
+
+async def test_an_ephemeral_followup_is_unknown_through_its_channel(fake: FakeDiscord) -> None:
+    client = TutorBot()
+    async with fake.connected(client):
+        interaction = await fake.invoke_command("slow", {}, GENERAL_CHANNEL_ID, STUDENT_ID)
+        await fake.wait_until(lambda: bool(interaction.followups))
+        channel = client.get_channel(GENERAL_CHANNEL_ID)
+        assert isinstance(channel, discord.TextChannel)
+        hidden = channel.get_partial_message(int(interaction.followups[0]["id"]))
+        with pytest.raises(discord.NotFound) as unknown:
+            await hidden.edit(content="no")
+    assert unknown.value.code == 10008
+    assert interaction.followups[0]["content"] == "only you see this"
+
+
+async def test_a_message_deleted_by_someone_else_is_gone_for_the_bot(fake: FakeDiscord) -> None:
+    client = EchoBot()
+    deleted: list[int] = []
+
+    @client.event
+    async def on_raw_message_delete(payload: discord.RawMessageDeleteEvent) -> None:
+        deleted.append(payload.message_id)
+
+    async with fake.connected(client):
+        channel = client.get_channel(GENERAL_CHANNEL_ID)
+        assert isinstance(channel, discord.TextChannel)
+        sent = await channel.send("soon gone")
+        await fake.delete_message(sent.id)
+        await fake.wait_until(lambda: deleted == [sent.id])
+        with pytest.raises(discord.NotFound) as unknown:
+            await sent.edit(content="too late")
+    assert unknown.value.code == 10008 and sent.id in fake.deleted_messages

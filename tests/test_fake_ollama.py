@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import ollama
+import pydantic
 import pytest
 
 from tests.fake_ollama import FakeOllama, Reply, canonical_name, split_tokens
@@ -167,6 +169,40 @@ async def test_abrupt_disconnect_raises_remote_protocol_error(fake: FakeOllama, 
     with pytest.raises(httpx.RemoteProtocolError):  # non-streaming: not wrapped by the client either
         await client.chat(MODEL, messages=HI)
     await fake.wait_for(lambda f: f.active == 0)
+
+
+async def test_a_malformed_line_mid_stream_raises_json_decode_error(
+    fake: FakeOllama, client: ollama.AsyncClient
+) -> None:
+    fake.script(Reply("uno dos tres", malformed_at=2))
+    got: list[str] = []
+    with pytest.raises(json.JSONDecodeError):
+        async for part in await client.chat(MODEL, messages=HI, stream=True):
+            got.append(part.message.content or "")
+    assert got == ["uno", " dos"]
+
+
+async def test_a_line_of_the_wrong_shape_raises_validation_error(fake: FakeOllama, client: ollama.AsyncClient) -> None:
+    fake.script(Reply("uno dos", bad_shape_at=1), Reply("uno dos", bad_shape_at=0, bad_shape=[1, 2]))
+    got: list[str] = []
+    with pytest.raises(pydantic.ValidationError):
+        async for part in await client.chat(MODEL, messages=HI, stream=True):
+            got.append(part.message.content or "")
+    assert got == ["uno"]
+    with pytest.raises(AttributeError):  # the client calls `.get` on every line
+        await anext(await client.chat(MODEL, messages=HI, stream=True))
+
+
+async def test_a_stall_keeps_the_connection_open_until_the_client_hangs_up(fake: FakeOllama) -> None:
+    fake.script(Reply("uno dos", stall_after=1), Reply("uno dos", stall_after=0))
+    async with ollama.AsyncClient(host=fake.url, timeout=0.3) as impatient:
+        stream = await impatient.chat(MODEL, messages=HI, stream=True)
+        assert (await anext(stream)).message.content == "uno"
+        with pytest.raises(httpx.ReadTimeout):
+            await anext(stream)
+        with pytest.raises(httpx.ReadTimeout):  # stall_after=0: not even the headers
+            await anext(await impatient.chat(MODEL, messages=HI, stream=True))
+    await fake.wait_for(lambda f: f.active == 0, timeout=1)
 
 
 async def test_slow_first_token_times_out_with_read_timeout(fake: FakeOllama) -> None:

@@ -8,6 +8,7 @@ adapter failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dtm
 import warnings
 from collections.abc import AsyncIterator
@@ -447,6 +448,35 @@ async def test_get_updates_offset_and_long_poll(bot: Bot, fake: FakeTelegram) ->
     start = loop.time()
     assert await bot.get_updates(offset=late[0].update_id + 1, timeout=0.3) == ()
     assert 0.25 <= loop.time() - start < 1
+
+
+async def test_a_held_answer_comes_on_release_though_the_message_is_sent_at_once(bot: Bot, fake: FakeTelegram) -> None:
+    hold = fake.hold("sendMessage", lambda params: params.get("text") == "final")
+    await bot.send_message(USER, "draft")  # not the one `when` picks
+    sending = asyncio.create_task(bot.send_message(USER, "final"))
+    await asyncio.wait_for(hold.reached.wait(), 2)
+    assert fake.chat_texts(USER) == ["draft", "final"] and not sending.done()
+    hold.release()
+    assert (await asyncio.wait_for(sending, 2)).text == "final"
+    assert hold.record is not None and hold.record.ok
+
+
+async def test_a_call_held_before_it_is_read_is_dropped_if_its_client_hangs_up(fake: FakeTelegram) -> None:
+    """A bot killed while its getUpdates was in transit: the offset never arrived, the update comes again."""
+    first = fake.add_private_message(USER, "hola")
+    hold = fake.hold("getUpdates", lambda params: params.get("offset") is not None, before=True)
+    url = f"{fake.base_url}{fake.token}/getUpdates"
+    async with aiohttp.ClientSession() as session:
+        confirming = asyncio.create_task(session.post(url, json={"offset": first["update_id"] + 1}))
+        await asyncio.wait_for(hold.reached.wait(), 2)
+        confirming.cancel()  # the bot dies with its request unanswered
+        with contextlib.suppress(asyncio.CancelledError):
+            await confirming
+    await asyncio.sleep(0.05)
+    hold.release()
+    await fake.wait_for(lambda: hold.record is not None and hold.record.abandoned)
+    assert [u["update_id"] for u in fake.pending_updates] == [first["update_id"]]
+    assert hold.record is not None and hold.record.status == 0 and hold.record not in fake.errors()
 
 
 async def test_scripted_updates_parse_in_ptb(bot: Bot, fake: FakeTelegram) -> None:

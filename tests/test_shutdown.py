@@ -1,9 +1,9 @@
 """Stopping `polyglott chat` with a signal mid-reply: prompt exit, status 0, a consistent database.
 
 Design under test: SIGTERM (a supervisor) stops reading input and gives the reply being written
-`POLYGLOTT_SHUTDOWN_GRACE` seconds to finish; one that takes longer is cancelled and stored as `interrupted` with
-the text shown so far. SIGINT (Ctrl-C, a person) cuts it off at once, also during SIGTERM's grace. Stopping is not
-failing: the exit status is 0.
+`POLYGLOTT_SHUTDOWN_GRACE` seconds to finish; one that takes longer is cancelled, ends on screen with the cut mark
+(once) and is stored as `cut` with the text shown so far and the mark. SIGINT (Ctrl-C, a person) cuts it off at
+once, also during SIGTERM's grace. Stopping is not failing: the exit status is 0.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import pytest
 
 from bots.terminal import PROMPT
 from core.conversation import Notice
+from core.tutor import CUT_MARK
 from tests.fake_ollama import FakeOllama
 from tests.fake_ollama import Reply as Script
 from tests.test_terminal import Session, shown, start_chat
@@ -62,7 +63,14 @@ def stored(db: Path) -> list[sqlite3.Row]:
         return connection.execute("SELECT role, text, status, reply_to, id FROM messages ORDER BY id").fetchall()
 
 
-async def test_sigterm_during_a_long_reply_stores_what_was_written_as_interrupted(
+def assert_cut(reply: sqlite3.Row) -> None:
+    """Stored as cut: what was shown of the reply, then the mark."""
+    assert reply["status"] == "cut" and reply["text"].endswith(CUT_MARK)
+    written = reply["text"].removesuffix(CUT_MARK)
+    assert written and LONG.startswith(written) and written != LONG
+
+
+async def test_sigterm_during_a_long_reply_stores_what_was_written_as_cut(
     session: Session, ollama: FakeOllama, tmp_path: Path
 ) -> None:
     took = await interrupt_reply(session, ollama, Script(LONG, delay=0.8), signal.SIGTERM)
@@ -70,9 +78,18 @@ async def test_sigterm_during_a_long_reply_stores_what_was_written_as_interrupte
     assert GRACE - 1 < took < GRACE + 5, "the reply gets the grace period, no more"
     learner, reply = stored(tmp_path / "polyglott.db")[-2:]
     assert (learner["role"], learner["text"]) == ("user", "Me gusta la paella")
-    assert (reply["role"], reply["status"], reply["reply_to"]) == ("assistant", "interrupted", learner["id"])
-    assert reply["text"] and LONG.startswith(reply["text"]) and reply["text"] != LONG
+    assert (reply["role"], reply["reply_to"]) == ("assistant", learner["id"])
+    assert_cut(reply)
     assert await shown(Notice.STOPPED.value) in session.output and "Traceback" not in session.output
+
+
+async def test_a_cut_reply_ends_with_the_mark_once_before_the_stop_notice(
+    session: Session, ollama: FakeOllama, tmp_path: Path
+) -> None:
+    await interrupt_reply(session, ollama, Script(LONG, delay=0.8), signal.SIGINT)
+    written = stored(tmp_path / "polyglott.db")[-1]["text"]
+    assert session.output.count(CUT_MARK.strip()) == 1
+    assert session.output.index(written) < session.output.index(await shown(Notice.STOPPED.value))
 
 
 async def test_sigterm_during_a_reply_that_finishes_within_the_grace_period_stores_it_complete(
@@ -90,7 +107,7 @@ async def test_ctrl_c_cuts_a_reply_off_at_once(session: Session, ollama: FakeOll
     took = await interrupt_reply(session, ollama, Script(LONG, delay=0.8), signal.SIGINT)
     assert session.process.returncode == 0
     assert took < 2
-    assert stored(tmp_path / "polyglott.db")[-1]["status"] == "interrupted"
+    assert_cut(stored(tmp_path / "polyglott.db")[-1])
 
 
 async def test_sigterm_while_waiting_for_input_ends_at_once(session: Session, tmp_path: Path) -> None:
@@ -115,4 +132,4 @@ async def test_ctrl_c_during_sigterms_grace_cuts_the_reply_off_at_once(
     await asyncio.wait_for(session.process.wait(), GRACE + 5)
     assert time.monotonic() - started < 2
     assert session.process.returncode == 0
-    assert stored(tmp_path / "polyglott.db")[-1]["status"] == "interrupted"
+    assert_cut(stored(tmp_path / "polyglott.db")[-1])

@@ -6,9 +6,11 @@ import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from core.languages import find_language
 from core.lesson import Lesson, Level
-from core.store import MIGRATIONS, Status, Store
+from core.store import MIGRATIONS, Duplicate, Status, Store
 
 SPANISH = find_language("spanish").language
 FRENCH = find_language("french").language
@@ -169,7 +171,7 @@ async def test_a_second_version_database_remembers_its_lessons_levels(tmp_path: 
         db.execute("INSERT INTO lessons VALUES ('c2', 'fr', 'C1', 'de', 1, 0, 0, 0, 0, 1)")
         db.execute("INSERT INTO learners VALUES ('u1', 'Ana', 0, 0)")
     store = await Store.open(path)
-    assert await store.schema_version() == len(MIGRATIONS) == 3
+    assert await store.schema_version() == len(MIGRATIONS)
     assert await store.last_level("c1", SPANISH) == Level.B1
     assert await store.last_level("c2", FRENCH) == Level.C1
     assert await store.last_level("c1", FRENCH) is None
@@ -186,4 +188,56 @@ async def test_the_level_used_for_each_language_is_remembered_per_channel(tmp_pa
     assert await store.last_level("c1", SPANISH) == Level.B2
     assert await store.last_level("c1", FRENCH) == Level.A1
     assert await store.last_level("c2", SPANISH) is None
+    await store.close()
+
+
+async def test_a_third_version_database_keeps_its_messages_and_learns_delivery_states(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    with sqlite3.connect(path) as db:  # as the release with the conversation layer left it
+        db.executescript(MIGRATIONS[0] + MIGRATIONS[1] + MIGRATIONS[2])
+        db.execute("PRAGMA user_version = 3")
+        db.execute("INSERT INTO lessons VALUES ('c1', 'es', 'B1', 'en', 0, 1, 0, 0, 0, 0)")
+        db.execute("INSERT INTO messages (channel, role, text, created_at) VALUES ('c1', 'user', 'Hola', 1)")
+        db.execute(
+            "INSERT INTO messages (channel, role, text, status, reply_to, created_at)"
+            " VALUES ('c1', 'assistant', '¡Hola!', 'complete', 1, 2)"
+        )
+    store = await Store.open(path)
+    assert await store.schema_version() == len(MIGRATIONS)
+    assert [(m.role, m.text, m.reply_to) for m in await store.history("c1")] == [
+        ("user", "Hola", None),
+        ("assistant", "¡Hola!", 1),
+    ]
+    pending = await store.add_message("c1", "assistant", "", status=Status.PENDING)
+    assert [u.id for u in await store.unfinished("c1")] == [pending]
+    await store.close()
+
+
+async def test_a_learner_message_with_the_same_platform_id_is_stored_once(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    await store.save_lesson(lesson())
+    await store.add_message("c1", "user", "Hola", source="42")
+    with pytest.raises(Duplicate):
+        await store.add_message("c1", "user", "Hola", source="42")
+    await store.add_message("c1", "user", "Hola", source="43")
+    await store.close()
+
+
+async def test_the_database_is_readable_by_its_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    store = await Store.open(path)
+    await store.save_lesson(lesson())
+    for file in (path, path.with_name("db.sqlite-wal")):
+        assert file.stat().st_mode & 0o777 == 0o600, file
+    await store.close()
+
+
+async def test_a_reset_leaves_no_deleted_text_in_the_wal(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite"
+    store = await Store.open(path)
+    await store.save_lesson(lesson())
+    await store.add_message("c1", "user", "mi secreto es azul")
+    await store.forget("c1")
+    for file in (path, path.with_name("db.sqlite-wal")):
+        assert b"mi secreto es azul" not in (file.read_bytes() if file.exists() else b""), file
     await store.close()

@@ -26,6 +26,7 @@ from core.i18n import Msg, _, _n, language_name, render
 from core.languages import find_language
 from core.lesson import Level
 from core.outcome import Attachment, Note
+from core.tutor import CUT_MARK
 from tests.fake_ollama import FakeOllama
 from tests.fake_ollama import Reply as Script
 
@@ -371,3 +372,29 @@ async def test_an_edit_that_is_not_an_extension_is_printed_whole_on_a_new_line()
     await screen.edit(handle, "Adiós")
     screen.close()
     assert out.getvalue() == "Hola, ¿qué tal?\nAdiós\n"
+
+
+async def test_each_message_on_the_screen_has_an_address_that_recalls_it() -> None:
+    screen = Screen(io.StringIO())
+    first, second = await screen.send("Hola"), await screen.send("¿Qué tal?")
+    assert first != second
+    assert [screen.recall(screen.address(h)) for h in (first, second)] == [first, second]
+
+
+async def test_a_cut_mark_on_a_message_still_being_drawn_extends_its_line() -> None:
+    out = io.StringIO()
+    screen = Screen(out)
+    handle = await screen.send("Me gusta la")
+    await screen.edit(handle, f"Me gusta la{CUT_MARK}")
+    screen.close()
+    assert out.getvalue() == f"Me gusta la{CUT_MARK}\n"
+
+
+async def test_a_cut_mark_on_a_message_left_behind_shows_once_on_a_line_of_its_own() -> None:
+    out = io.StringIO()
+    screen = Screen(out)
+    handle = await screen.send("Me gusta la")
+    await screen.note(Note("Nota"))
+    await screen.edit(handle, f"Me gusta la{CUT_MARK}")
+    screen.close()
+    assert out.getvalue() == f"Me gusta la\nNota\n{CUT_MARK.strip()}\n"
