@@ -25,6 +25,7 @@ from .errors import InvalidLevel, NoLesson, NotTeacher, TutorError, UnknownLangu
 from .i18n import UI_LANGUAGES, Msg, Voice, _, _n, render
 from .languages import POPULAR, Language, by_code, find_language
 from .lesson import Lesson, Level
+from .links import visible_links
 from .logs import content
 from .outcome import Attachment, Button, Buttons, Note, Outcome, Streamed, Surface, Unreachable, rows
 from .relay import RetryAfter
@@ -557,6 +558,8 @@ class Conversation:
                     shown = f"{len(delivery.messages)} messages, {delivery.updates} updates" if delivery else "failed"
                     log.info("replied in %s", shown, extra={**_extra(origin), "status": reply.status or "-"})
                 case Note() | Attachment() if not (outcome.again and outcome.again in linked):
+                    if isinstance(outcome, Note):  # a note can echo what someone typed: no masked link in it
+                        outcome = replace(outcome, text=visible_links(outcome.text))
                     try:
                         await (surface.note(outcome) if isinstance(outcome, Note) else surface.attach(outcome))
                     except Unreachable:

@@ -782,3 +782,9 @@ async def test_after_finish_no_event_is_handled(conversation: Conversation, olla
     await press(conversation, person(), "level:es:B1", shown)
     assert (shown.messages, shown.notes) == ({}, [])
     assert len(ollama.chat_requests) == requests
+
+
+async def test_a_note_that_echoes_what_someone_typed_hides_no_link(conversation: Conversation) -> None:
+    shown = await command(conversation, person(), "/learn [klingon](https://evil.example)")
+    assert "](" not in shown.notes[-1].text
+    assert "https://evil.example" in shown.notes[-1].text  # the address, if shown at all, is visible
