@@ -97,8 +97,8 @@ async def run(settings: Settings) -> int:
 
 async def chat(settings: Settings, args: argparse.Namespace) -> int:
     """A lesson in this terminal. SIGTERM lets a reply being written finish within `shutdown_grace` seconds;
-    SIGINT (Ctrl-C, someone at the keyboard) cuts it off at once. Either way what was written is stored, marked
-    interrupted if cut off, the database is closed cleanly and the exit status is 0: stopping is not failing."""
+    SIGINT (Ctrl-C, someone at the keyboard) cuts it off at once. Either way what was written is stored,
+    marked cut if cut off, the database is closed cleanly and the exit status is 0: stopping is not failing."""
     from bots.terminal import Terminal
 
     tutor = await Tutor.open(settings)

@@ -158,7 +158,7 @@ class Tutor:
         return True
 
     async def close(self, grace: float | None = None) -> None:
-        """Close the model client and the database, once interrupted replies have been saved as such."""
+        """Close the model client and the database, once replies cut off have been stored so."""
         await self.drain(self.settings.shutdown_grace if grace is None else grace)
         await self.model.close()
         await self.store.close()
