@@ -64,7 +64,7 @@ async def answer(
     it, complete once the platform took its final text, cut (and marked in the chat) when a stop cancels it.
     """
     if reply.notice:
-        await _quietly(surface.note(Note(say(reply.notice))))
+        await quietly(surface.note(Note(say(reply.notice))))
     reply.deliver_later()
     watched = Watched(surface, reply)
     first_text = asyncio.Event()
@@ -80,7 +80,7 @@ async def answer(
     except TutorError as error:
         log.info("reply failed", extra={"error": type(error).__name__})
         await reply.finish(watched.text, Status.INTERRUPTED if watched.text else Status.FAILED)
-        await _quietly(surface.note(Note(say(error.message))))
+        await quietly(surface.note(Note(say(error.message))))
         return None
     except Exception:  # the platform refused (a read-only channel, a blocked bot): what it shows is all there is
         await reply.finish(watched.text, Status.INTERRUPTED if watched.text else Status.FAILED)
@@ -177,14 +177,14 @@ async def _keep_typing(
     waited = 0.0
     told = False
     while not first_text.is_set():
-        await _quietly(surface.typing())
+        await quietly(surface.typing())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(first_text.wait(), every)
         waited += every
         position = reply.position or 0
         if not told and waited >= notice_after and position > 0:
             told = True
-            await _quietly(surface.note(Note(say(queue_notice(position)))))
+            await quietly(surface.note(Note(say(queue_notice(position)))))
 
 
 def queue_notice(ahead: int) -> Msg:
@@ -196,8 +196,8 @@ def queue_notice(ahead: int) -> Msg:
     )
 
 
-async def _quietly(call: Awaitable[object]) -> None:
-    """A typing indicator or notice that fails must not take the reply down with it."""
+async def quietly(call: Awaitable[object]) -> None:
+    """A typing indicator or notice that fails must not take down what it accompanies (a reply, a recovery)."""
     try:
         await call
     except Exception as error:

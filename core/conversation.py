@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 
-from .answer import answer
+from .answer import answer, quietly
 from .commands import BY_NAME, learn_arguments
 from .errors import InvalidLevel, NoLesson, NotTeacher, TutorError, UnknownLanguage
 from .i18n import UI_LANGUAGES, Msg, Voice, _, _n, render
@@ -198,10 +198,6 @@ class Conversation:
         lesson = await self.tutor.lesson(channel)
         return lesson is not None and lesson.group and lesson.active and lesson.answer_all
 
-    async def language_of(self, origin: Origin, *, private: bool = False) -> str:
-        """The UI language for `origin`: the channel's, or the person's own for what only they see."""
-        return await (self._own_language(origin) if private else self._shared_language(origin))
-
     async def recover(self, platform: str, revive: Revive) -> None:
         """At start: finish in the chat what a crash left in progress on `platform`, and answer what it left
         unanswered (once, if it is recent; otherwise a short note). `revive(channel, quoted)` gives a surface
@@ -228,7 +224,7 @@ class Conversation:
                 surface = await _revived(revive, channel, None)
                 if surface is not None:
                     say = Voice(await self._channel_language(channel))
-                    await self._quietly_note(surface, Note(say(RESTARTED_LATE)))
+                    await quietly(surface.note(Note(say(RESTARTED_LATE))))
         log.info("recovered", extra={"adapter": platform})
 
     async def _finish_cut(self, left: Unfinished, surface: Surface | None) -> None:
@@ -265,12 +261,6 @@ class Conversation:
     async def _channel_language(self, channel_id: str) -> str:
         lesson = await self.store.lesson(channel_id)
         return lesson.native.code if lesson else self.tutor.default_native.code
-
-    async def _quietly_note(self, surface: Surface, note: Note) -> None:
-        try:
-            await surface.note(note)
-        except Exception as error:
-            log.warning("could not post a note", extra={"error": type(error).__name__})
 
     def _spawn(self, work: Awaitable[None]) -> None:
         async def run() -> None:

@@ -89,7 +89,7 @@ class Reply:
 
     async def show(self, shown: Shown) -> None:
         if self.id is not None and not self.discarded:
-            await self._tutor._quietly(self._tutor.store.show(self.id, shown))
+            await _stored(self._tutor.store.show(self.id, shown))
 
     async def finish(self, text: str, status: Status) -> None:
         """The delivery's end: what the chat shows now, and how the reply ended."""
@@ -98,9 +98,9 @@ class Reply:
             return
         # A discarded reply leaves nothing behind; a cut one that showed nothing leaves its question unanswered.
         if self.discarded or (status is Status.CUT and not text):
-            await self._tutor._quietly(self._tutor.store.delete(self.id))
+            await _stored(self._tutor.store.delete(self.id))
         else:
-            await self._tutor._quietly(self._tutor.store.finish(self.id, text, status))
+            await _stored(self._tutor.store.finish(self.id, text, status))
 
     @property
     def position(self) -> int | None:
@@ -408,13 +408,16 @@ class Tutor:
         if reply.id is None:
             return
         if reply.discarded:
-            await self._quietly(self.store.delete(reply.id))
+            await _stored(self.store.delete(reply.id))
         elif not reply.delivered_by_caller:
             assert reply.status is not None
             await reply.finish(reply.text + (CUT_MARK if reply.status is Status.CUT else ""), reply.status)
 
-    async def _quietly(self, call: Awaitable[None]) -> None:
-        try:
-            await call
-        except Exception:  # the store is closing: the learner's turn is kept, this update is lost
-            log.exception("could not store a reply")
+
+async def _stored(call: Awaitable[None]) -> None:
+    """A reply's state written to the store; if the store is closing, the learner's turn is kept and only this
+    update is lost."""
+    try:
+        await call
+    except Exception:
+        log.exception("could not store a reply")
