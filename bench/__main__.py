@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import burst, first_text, history_store, prompt_stability, throughput
+from bench import burst, first_text, history_store, prompt_stability, review, throughput
 
 SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "first_text": first_text.run,
@@ -25,6 +25,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "throughput": throughput.run,
     "history_store": history_store.run,
     "prompt_stability": prompt_stability.run,
+    "review": review.run,
 }
 
 

@@ -7,8 +7,10 @@ what comes back: replies quote the learner's message and are edited at most once
 per channel; slash commands and buttons answer their interaction (ephemeral for what is private).
 
 Every message a reply shows is remembered by its id (`address`); after a restart core edits it through its
-channel (`recall`, `revive`), which works for interaction responses too. Discord's passing failures at start
-(5xx, network errors) are retried with backoff; a refused token stops the bot with a line that says so.
+channel (`recall`, `revive`), which works for interaction responses too; core's reminders go out on revived DM
+channels, and Discord's 50007 there (the person closed their DMs or blocked the bot) is core's `Blocked`.
+Files go as attachments (an image shows inline). Discord's passing failures at start (5xx, network errors)
+are retried with backoff; a refused token stops the bot with a line that says so.
 
 Time: Discord's windows and edit cadence are multiplied by `time_scale` (1.0 in production); tests shrink
 the fake Discord's clock with `FakeDiscord(time_scale=s)` and pass the same `s` to `build_bot`.
@@ -21,7 +23,7 @@ import contextlib
 import logging
 import re
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import replace
 from io import BytesIO
@@ -35,11 +37,11 @@ from discord.utils import MISSING
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential, wait_random
 
 from core.commands import BY_NAME, COMMANDS, OPTIONS, parse_command
-from core.conversation import Conversation, Notice, Origin
+from core.conversation import REMIND_EVERY, SAVE_CHARS, Conversation, Notice, Origin
 from core.i18n import UI_LANGUAGES, Msg, language_name, render
 from core.languages import Language, suggest
 from core.lesson import Level
-from core.outcome import Attachment, Buttons, Note, Unreachable
+from core.outcome import Attachment, Blocked, Buttons, Note, Unreachable
 from core.pacing import ChatPacer, Pacers, scaled
 from core.relay import Limits, RetryAfter
 from core.settings import Settings
@@ -66,6 +68,7 @@ TELEGRAM_ONLY = frozenset({"start"})  # Discord opens a bot's DM without a /star
 BUTTON_ROWS, BUTTONS_PER_ROW, LABEL_LENGTH = 5, 5, 80  # Discord's component limits
 BUTTON_TEMPLATE = r"pg:(?P<action>.+)"  # a button's custom_id: "pg:" and the action (≤ 64 bytes of 100)
 START_RETRY = (1.0, 60.0)  # seconds: the first wait after a failed start-up step, and the longest
+CANNOT_MESSAGE_USER = 50007  # Discord's code for a DM the person does not accept (closed DMs, the bot blocked)
 _ADAPTER = {"adapter": "discord"}
 
 Interaction = discord.Interaction["Polyglott"]
@@ -88,7 +91,9 @@ _urgent: ContextVar[bool] = ContextVar("polyglott_discord_urgent", default=True)
 class Polyglott(discord.Client):
     """The Discord client: message events, the slash-command tree, buttons, and the update budgets."""
 
-    def __init__(self, tutor: Tutor, settings: Settings, *, time_scale: float = 1.0) -> None:
+    def __init__(
+        self, tutor: Tutor, settings: Settings, *, time_scale: float = 1.0, remind_every: float = REMIND_EVERY
+    ) -> None:
         intents = discord.Intents.default()
         intents.message_content = settings.discord_message_content  # privileged: see POLYGLOTT_DISCORD_MESSAGE_CONTENT
         budget = ChatPacer(scaled(BOT_WINDOWS, time_scale))
@@ -108,6 +113,8 @@ class Polyglott(discord.Client):
         self.tree.interaction_check = self.admit  # type: ignore[method-assign]
         self.tree.on_error = self.on_command_error  # type: ignore[method-assign]
         self._recovered = False  # recovery runs once a process, at the first connection
+        self.remind_every = remind_every  # seconds between core's looks for learners to remind
+        self._reminders: asyncio.Task[None] | None = None  # core's reminder pass, from the first connection on
 
     # Lifecycle
 
@@ -181,11 +188,25 @@ class Polyglott(discord.Client):
                 await step()
 
     async def on_ready(self) -> None:
-        """Connected (again): the first time in this process, finish what a crash or a stop left undone."""
+        """Connected (again): the first time in this process, finish what a crash or a stop left undone, then
+        start sending reminders."""
         log.info("connected as %s to %d servers", self.user, len(self.guilds), extra=_ADAPTER)
         if not self._recovered:
             self._recovered = True
             await self.conversation.recover("discord", self.revive)
+            if not self.is_closed():
+                self._reminders = asyncio.create_task(
+                    self.conversation.reminding("discord", self.revive, self.remind_every)
+                )
+
+    async def close(self) -> None:
+        """Stop sending reminders (one being sent finishes first, when `Conversation.finish` ran before), then
+        close the connection."""
+        if self._reminders is not None:
+            self._reminders.cancel()
+            await asyncio.gather(self._reminders, return_exceptions=True)
+            self._reminders = None
+        await super().close()
 
     async def revive(self, channel_id: str, quoted: str | None) -> MessageSurface | None:
         """A surface on a stored channel (`discord:<id>`, a DM too) whose first message quotes the message
@@ -431,6 +452,7 @@ class MessageSurface:
         self.channel = channel
         self.author = author
         self.in_guild = in_guild
+        self.private_here = not in_guild  # in a server, what is private goes to the author's DMs
         self.limits = bot.limits
         self.pacer: ChatPacer | None = bot.pacers.get(str(channel.id), bot.windows)
         self._quote = quote
@@ -472,10 +494,23 @@ class MessageSurface:
         await _request(self.channel.typing(), self.bot.time_scale, urgent=False)
 
     async def note(self, note: Note) -> None:
-        await self._post(note.text, note.buttons, private=note.private)
+        with self._refused():
+            await self._post(note.text, note.buttons, private=note.private)
 
     async def attach(self, attachment: Attachment) -> None:
-        await self._post(attachment.caption, (), private=attachment.private, attachment=attachment)
+        with self._refused():
+            await self._post(attachment.caption, (), private=attachment.private, attachment=attachment)
+
+    @contextlib.contextmanager
+    def _refused(self) -> Iterator[None]:
+        """In a DM, 50007: the person closed their DMs or blocked the bot, so nothing unasked may be sent to
+        them again (core switches their reminders off)."""
+        try:
+            yield
+        except discord.HTTPException as error:
+            if self.in_guild or error.code != CANNOT_MESSAGE_USER:
+                raise
+            raise Blocked() from error
 
     async def _post(self, text: str, buttons: Buttons, *, private: bool, attachment: Attachment | None = None) -> None:
         if private and self.in_guild:
@@ -533,6 +568,7 @@ class InteractionSurface:
     def __init__(self, bot: Polyglott, interaction: Interaction) -> None:
         self.bot = bot
         self.interaction = interaction
+        self.private_here = True  # ephemeral replies
         self.limits = bot.limits
         self.pacer: ChatPacer | None = ChatPacer(bot.windows)
         self.component = interaction.type is discord.InteractionType.component
@@ -790,8 +826,23 @@ async def classroom(interaction: Interaction, mode: Literal["on", "off"]) -> Non
     await _bot(interaction).command(interaction, "classroom", [mode])
 
 
+@app_commands.command(name="save", description=_about("save"))
+@app_commands.describe(phrase=_option("save", "phrase"))
+@everywhere
+async def save(interaction: Interaction, phrase: app_commands.Range[str, 1, SAVE_CHARS]) -> None:
+    await _bot(interaction).command(interaction, "save", [phrase])
+
+
+@app_commands.command(name="remind", description=_about("remind"))
+@app_commands.describe(mode=_option("remind", "mode"))
+@everywhere  # core says in a server that reminders come in DMs
+async def remind(interaction: Interaction, mode: Literal["on", "off"] | None = None) -> None:
+    await _bot(interaction).command(interaction, "remind", _given(mode))
+
+
 def _plain(name: str) -> app_commands.Command[Any, ..., None]:
-    """A command without options: `/status`, `/reset`, `/stop`, `/mydata`, `/help`, and any core adds."""
+    """A command without options: `/status`, `/reset`, `/stop`, `/review`, `/progress`, `/mydata`, `/help`, and
+    any core adds."""
 
     async def run(interaction: Interaction) -> None:
         await _bot(interaction).command(interaction, name, [])
@@ -805,6 +856,8 @@ _WITH_OPTIONS: dict[str, app_commands.Command[Any, ..., None]] = {
     "level": set_level,
     "native": set_native,
     "classroom": classroom,
+    "save": save,
+    "remind": remind,
 }
 APP_COMMANDS = tuple(_WITH_OPTIONS.get(s.name) or _plain(s.name) for s in COMMANDS if s.name not in TELEGRAM_ONLY)
 
@@ -859,9 +912,11 @@ def _extra(channel: Channel, error: str | None = None) -> dict[str, str]:
     return extra | {"error": error} if error else extra
 
 
-def build_bot(tutor: Tutor, settings: Settings, *, time_scale: float = 1.0) -> Polyglott:
+def build_bot(
+    tutor: Tutor, settings: Settings, *, time_scale: float = 1.0, remind_every: float = REMIND_EVERY
+) -> Polyglott:
     """The client with every handler and command registered, for a caller that runs it itself."""
-    return Polyglott(tutor, settings, time_scale=time_scale)
+    return Polyglott(tutor, settings, time_scale=time_scale, remind_every=remind_every)
 
 
 async def serve(tutor: Tutor, settings: Settings, stop: asyncio.Event, *, time_scale: float = 1.0) -> None:

@@ -4,13 +4,15 @@ The adapter decides nothing about tutoring and writes no words of its own: `core
 parses each update into an `Origin` (the chat or forum topic, who wrote, their app's language, whether they
 are one of the group's admins) and one call on the conversation, and renders what comes back: Markdown as
 HTML with a plain-text fallback, buttons as inline keyboards (or deep links into the private chat), notes
-meant for one person as alerts or private messages, files as documents, and a streamed reply as a live
-draft in private chats and send-then-edit in groups, with one flood budget per chat shared by all of it.
+meant for one person as alerts or private messages, images as photos and other files as documents, and a
+streamed reply as a live draft in private chats and send-then-edit in groups, with one flood budget per chat
+shared by all of it. A 403 in a private chat means the person blocked the bot: core hears it as `Blocked`.
 
 Crashes and hiccups: a learner message carries its message id to core, so an update Telegram delivers again
 after a crash is answered once; at start, before the first update, core finishes what a crash left half-shown
-and answers what it left unanswered, on surfaces `revive` makes from stored channel ids. Start-up calls that
-fail in transit are tried again with backoff until they succeed or the bot is stopped.
+and answers what it left unanswered, on surfaces `revive` makes from stored channel ids; then core's reminder
+pass starts, on the same kind of surfaces. Start-up calls that fail in transit are tried again with backoff
+until they succeed or the bot is stopped.
 
 Time: every Telegram duration here (flood windows, edit cadence, retry-after waits) is multiplied by
 `time_scale`. Production runs at 1.0; tests run the fake Bot API with `FakeTelegram(time_scale=s)` and
@@ -30,7 +32,7 @@ import logging
 import re
 import traceback
 import warnings
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -85,9 +87,9 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from bots.telegram_html import to_html
 from core import relay
 from core.commands import COMMANDS, parse_command
-from core.conversation import Conversation, Notice, Origin
+from core.conversation import REMIND_EVERY, Conversation, Notice, Origin
 from core.i18n import UI_LANGUAGES, render
-from core.outcome import Attachment, Button, Buttons, Note, Unreachable
+from core.outcome import Attachment, Blocked, Button, Buttons, Note, Unreachable
 from core.pacing import ChatPacer, Pacers, scaled
 from core.relay import DraftsUnavailable, Limits
 from core.settings import Settings
@@ -216,6 +218,7 @@ class TelegramChat:
         self.budget = adapter.pacer(place)
         self.pacer: ChatPacer | None = self.budget
         self.limits: Limits = adapter.limits(place)
+        self.private_here = not place.group  # a group has no private replies: they go to the private chat
         self.question = question  # a group answer quotes the message it answers
         self.reply_to = question  # … in the first message of a reply
         self.query = query
@@ -288,6 +291,18 @@ class TelegramChat:
     # Notes and files
 
     async def note(self, note: Note) -> None:
+        with self._refused():
+            await self._note(note)
+
+    async def attach(self, attachment: Attachment) -> None:
+        with self._refused():
+            await self.settle()
+            if attachment.private and self.place.group and attachment.again:
+                await self._privately(lambda chat: chat.file(attachment))
+                return
+            await self.file(attachment)
+
+    async def _note(self, note: Note) -> None:
         confidential = note.private and self.place.group  # must not be shown to the group
         if note.replaces and self.pressed is not None and not confidential:
             await self.settle()
@@ -301,12 +316,16 @@ class TelegramChat:
             return
         await self.post(note.text, note.buttons)  # in a group without `again`: a reply to the person
 
-    async def attach(self, attachment: Attachment) -> None:
-        await self.settle()
-        if attachment.private and self.place.group and attachment.again:
-            await self._privately(lambda chat: chat.document(attachment))
-            return
-        await self.document(attachment)
+    @contextlib.contextmanager
+    def _refused(self) -> Iterator[None]:
+        """A 403 in a private chat: the person blocked the bot (or deleted their account), so nothing unasked
+        may be sent there again (core switches their reminders off). In a group it stays Telegram's error."""
+        try:
+            yield
+        except Forbidden as error:
+            if self.place.group:
+                raise
+            raise Blocked() from error
 
     async def post(self, text: str, buttons: Buttons = ()) -> None:
         """A note as messages of their own (more than one only past 4096 characters; buttons under the last)."""
@@ -325,17 +344,36 @@ class TelegramChat:
             reply_markup=markup,
         )
 
+    async def file(self, attachment: Attachment) -> None:
+        """An image as a photo, shown in the chat with its caption; any other file as a document. An image
+        Telegram will not take as a photo (too large, odd proportions) still arrives, as a document."""
+        if attachment.media_type.startswith("image/"):
+            try:
+                await self.photo(attachment)
+                return
+            except BadRequest as error:
+                if not _unphotogenic(error):
+                    raise
+                log.warning("photo refused, sent as a document", extra={**_extra(self.place), "error": "BadRequest"})
+        await self.document(attachment)
+
+    async def photo(self, attachment: Attachment) -> None:
+        await self._upload(self.bot.send_photo, "photo", attachment)
+
     async def document(self, attachment: Attachment) -> None:
-        upload = InputFile(attachment.data, filename=attachment.name)
+        await self._upload(self.bot.send_document, "document", attachment)
+
+    async def _upload(self, method: Callable[..., Awaitable[Message]], field: str, attachment: Attachment) -> None:
+        upload: dict[str, Any] = {field: InputFile(attachment.data, filename=attachment.name)}
         await self._paced(
             lambda: self._rendered(
-                self.bot.send_document,
+                method,
                 attachment.caption[:CAPTION_LENGTH],  # HTML never shows more than its Markdown source
                 field="caption",
                 chat_id=self.place.chat_id,
-                document=upload,
                 message_thread_id=self.place.topic,
                 reply_parameters=_quote(self.question),
+                **upload,
             )
         )
 
@@ -454,12 +492,15 @@ class TelegramChat:
 class TelegramBot:
     """The handlers, the per-chat flood budgets and the chats that refused drafts, of one running bot."""
 
-    def __init__(self, tutor: Tutor, settings: Settings, *, time_scale: float = 1.0) -> None:
+    def __init__(
+        self, tutor: Tutor, settings: Settings, *, time_scale: float = 1.0, remind_every: float = REMIND_EVERY
+    ) -> None:
         if settings.telegram_token is None:
             raise ValueError("POLYGLOTT_TELEGRAM_TOKEN is not set")
         self.tutor = tutor
         self.settings = settings
         self.scale = time_scale
+        self.remind_every = remind_every  # seconds between core's looks for learners to remind (not Telegram's)
         self.conversation = Conversation(tutor)
         self.pacers = Pacers()
         self.no_drafts: set[int] = set()  # private chats where Telegram refused a draft
@@ -492,11 +533,13 @@ class TelegramBot:
 
         At start, what a crash left half-shown is finished and unanswered questions are answered (`recover`)
         before the first update is fetched; an update Telegram delivers again (its offset was never confirmed)
-        is stored once by its message id and not answered twice. Telegram failing in transit at start (a 5xx,
-        a timeout) is waited out with backoff; a refused token is fatal.
+        is stored once by its message id and not answered twice. Then reminders go out in the background until
+        the stop. Telegram failing in transit at start (a 5xx, a timeout) is waited out with backoff; a refused
+        token is fatal.
         """
         application = self.application
         menu: asyncio.Task[None] | None = None
+        reminders: asyncio.Task[None] | None = None
         try:
             try:
                 if not await self._patiently(application.initialize, "getMe", stop):
@@ -511,6 +554,7 @@ class TelegramBot:
             try:
                 menu = asyncio.create_task(self.register_commands())
                 await self.conversation.recover("telegram", self.revive)
+                reminders = asyncio.create_task(self.conversation.reminding("telegram", self.revive, self.remind_every))
                 if await self._receive(stop):
                     log.info("serving", extra={"adapter": "telegram"})
                     await stop.wait()
@@ -520,7 +564,10 @@ class TelegramBot:
                     await asyncio.gather(menu, return_exceptions=True)
                 if application.updater and application.updater.running:
                     await application.updater.stop()
-                await self.conversation.finish(self.settings.shutdown_grace)
+                await self.conversation.finish(self.settings.shutdown_grace)  # a reminder being sent finishes too
+                if reminders is not None:
+                    reminders.cancel()
+                    await asyncio.gather(reminders, return_exceptions=True)
                 await application.stop()
         finally:
             await application.shutdown()
@@ -672,7 +719,8 @@ class TelegramBot:
                 exc_info=error if self.settings.log_content else None,  # a traceback may quote a message
             )
             # on_button apologised for a press already; a chat that refused us will refuse an apology too.
-            if not isinstance(update, Update) or place is None or update.callback_query or isinstance(error, Forbidden):
+            refused = isinstance(error, Forbidden | Blocked)
+            if not isinstance(update, Update) or place is None or update.callback_query or refused:
                 return
             user = update.effective_user
             message = update.effective_message
@@ -866,9 +914,16 @@ def build_application(
     return TelegramBot(tutor, settings, time_scale=time_scale).application
 
 
-async def serve(tutor: Tutor, settings: Settings, stop: asyncio.Event, *, time_scale: float = 1.0) -> None:
+async def serve(
+    tutor: Tutor,
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    time_scale: float = 1.0,
+    remind_every: float = REMIND_EVERY,
+) -> None:
     """The `polyglott run` adapter contract (see bots/cli.py)."""
-    await TelegramBot(tutor, settings, time_scale=time_scale).run(stop)
+    await TelegramBot(tutor, settings, time_scale=time_scale, remind_every=remind_every).run(stop)
 
 
 def deep_link(bot_username: str, action: str) -> str:
@@ -925,6 +980,14 @@ def _place(update: object) -> Place | None:
 
 def _extra(place: Place) -> dict[str, str]:
     return {"adapter": "telegram", "channel": place.channel.id}
+
+
+def _unphotogenic(error: BadRequest) -> bool:
+    """Telegram refused an image as a photo (over 10 MB, width and height over 10,000 together, a ratio over
+    20, or not an image it can read: PHOTO_SAVE_FILE_INVALID, PHOTO_INVALID_DIMENSIONS, IMAGE_PROCESS_FAILED);
+    as a document it takes it."""
+    reason = str(error).lower()
+    return "photo" in reason or "image" in reason
 
 
 def _transient(error: BaseException) -> bool:

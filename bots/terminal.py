@@ -1,7 +1,8 @@
 """The tutor in a terminal: typed lines become calls on the shared conversation, its outcomes are drawn here.
 
 Everything the learner reads comes from `core.conversation`; this module only parses lines (a command, the
-number of a choice just shown, or a message) and renders Markdown, live replies, numbered choices and files.
+number of a choice just shown, or a message: a card's typed answer is one too) and renders Markdown, live
+replies, tables, numbered choices and files (written to disk, their path printed: a chart too).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from markdown_it import MarkdownIt
+from rich import box
 from rich.console import Console
 from rich.live import Live
 from rich.markdown import Markdown
+from rich.table import Table
 from rich.text import Text
 
 from core.commands import parse_command
@@ -129,6 +132,7 @@ class Screen:
 
     limits = LIMITS
     pacer: ChatPacer | None = None
+    private_here = True  # one person at the keyboard
 
     def __init__(self, stdout: TextIO, directory: Path | None = None) -> None:
         self.stdout = stdout
@@ -192,13 +196,18 @@ class Screen:
         """The first words show as soon as they exist; there is nothing to show before."""
 
     async def note(self, note: Note) -> None:
-        """Private notes are just shown: whoever sits at this terminal is the one person they are for."""
+        """Private notes are just shown: whoever sits at this terminal is the one person they are for. A note
+        with a table (the same figures as its text) is drawn as that table."""
         self.close()
-        self._markdown(note.text)
+        if note.table:
+            self.console.print(_table(note.table), soft_wrap=not self.console.is_terminal)
+        else:
+            self._markdown(note.text)
         self._offer(note.buttons)
 
     async def attach(self, attachment: Attachment) -> None:
-        """Write the file next to where the tutor was started, never over an existing one."""
+        """Write the file next to where the tutor was started (a CSV, a chart), never over an existing one, and
+        print its caption and path."""
         self.close()
         path = _save(self.directory or Path.cwd(), attachment.name, attachment.data)
         self._markdown(attachment.caption)
@@ -249,6 +258,17 @@ class Screen:
     def _write(self, text: str) -> None:
         self.stdout.write(text)
         self.stdout.flush()
+
+
+def _table(rows: tuple[tuple[str, ...], ...]) -> Table:
+    """Rows of figures as a table: the first row is the heading, the first column names each figure."""
+    heading, *body = rows
+    table = Table(*heading, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for column in table.columns[1:]:
+        column.justify = "right"
+    for row in body:
+        table.add_row(*row)
+    return table
 
 
 def _save(directory: Path, name: str, data: bytes) -> Path:

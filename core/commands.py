@@ -28,6 +28,10 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("reset", _("Forget this chat's conversation"), teacher=True),
     Spec("stop", _("Pause the lesson (/learn resumes it)"), teacher=True),
     Spec("classroom", _("Answer every message here, or only mentions"), "on|off", teacher=True, groups_only=True),
+    Spec("review", _("Review your cards: your corrected mistakes and new words")),
+    Spec("save", _("Save a word or phrase to review"), "<word or phrase>"),
+    Spec("progress", _("Your progress: this week beside the last, with a chart")),
+    Spec("remind", _("A daily reminder when cards are due (private chats)"), "on|off"),
     Spec("mydata", _("See or delete what I keep about you")),
     Spec("help", _("What I can do")),
 )
@@ -41,6 +45,8 @@ OPTIONS: dict[str, dict[str, Msg]] = {
     "level": {"level": _("A1 is a beginner, C2 near-native")},
     "native": {"language": _("The language I explain mistakes in")},
     "classroom": {"mode": _("on: answer every message; off: only when mentioned or replied to")},
+    "save": {"phrase": _("A word or phrase in the language you are learning")},
+    "remind": {"mode": _("on: one message a day when cards are due; off: none")},
 }
 
 

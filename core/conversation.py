@@ -20,15 +20,21 @@ from datetime import UTC, datetime
 from enum import Enum
 
 from .answer import answer, quietly
+from .chart import render_png_async
+from .cleaning import clean
 from .commands import BY_NAME, learn_arguments
+from .deck import Card, Kind, Rating
 from .errors import InvalidLevel, NoLesson, NotTeacher, TutorError, UnknownLanguage
 from .i18n import UI_LANGUAGES, Msg, Voice, _, _n, render
 from .languages import POPULAR, Language, by_code, find_language
 from .lesson import Lesson, Level
 from .links import visible_links
 from .logs import content
-from .outcome import Attachment, Button, Buttons, Note, Outcome, Streamed, Surface, Unreachable, rows
+from .outcome import Attachment, Blocked, Button, Buttons, Note, Outcome, Streamed, Surface, Unreachable, rows
+from .progress import chart_data, chart_text, progress, table, table_heading
+from .progress import describe as describe_progress
 from .relay import RetryAfter
+from .review import Place, Reviews
 from .store import Duplicate, Question, Status, Unfinished
 from .tutor import CUT_MARK, Channel, Learner, Tutor
 
@@ -88,11 +94,17 @@ HELP_INTRO = _(
 HELP_GROUP = _("In a group, mention me or reply to my messages; teachers change the lesson.")
 HELP_QUIT = _("Leave")
 CSV_COLUMNS = ("channel", "time_utc", "role", "text")  # the columns of /mydata's export
-REOPENABLE = frozenset({"mydata", "forget"})  # the `again` actions: they only show something, or ask
+CARD_COLUMNS = ("language", "kind", "wrong", "right", "meaning", "context", "category", "due_utc", "reviews")
+REOPENABLE = frozenset({"mydata", "forget", "review", "progress"})  # `again` actions: they only show, or ask
+REMIND_EVERY = 600.0  # seconds between looks for learners to remind: within the hour they usually practise
+REMIND_QUIET = 20 * 3600.0  # at most one reminder a day, give or take the hour it is sent in
 RESTARTED = _("I was restarted in the middle of this reply.")
 RESTARTED_LATE = _(
     "Sorry, I was restarted and could not answer here in time. If a question of yours is still open, send it again."
 )
+PROGRESS_WEEKS = 8  # the chart's weeks of activity
+WEEK = 7 * 86_400.0
+SAVE_CHARS = 100  # a word or phrase to save, not a paragraph
 LATE_NOTE_WITHIN = 86_400.0  # seconds: older unanswered messages (from before an upgrade, say) get no note at all
 
 # For recovery: a surface on a stored channel, quoting a stored platform message id where it can.
@@ -103,9 +115,11 @@ class Conversation:
     """The one conversation every adapter renders. Entry points deliver on the surface and never raise for a
     learner's mistake or a model's failure; they are tracked so that a stop can let them finish."""
 
-    def __init__(self, tutor: Tutor) -> None:
+    def __init__(self, tutor: Tutor, clock: Callable[[], float] = time.time) -> None:
         self.tutor = tutor
         self.store = tutor.store
+        self.clock = clock
+        self.reviews = Reviews(tutor.store, tutor.settings, clock)
         self.closing = False
         self._busy: set[asyncio.Task[object]] = set()
 
@@ -121,6 +135,8 @@ class Conversation:
             return
         log.info("message %s", content(text, self.tutor.settings.log_content), extra=_extra(origin))
         async with self._tracked():
+            if await self._answered_card(origin, text, surface):
+                return
             say = Voice(await self._shared_language(origin))
             try:
                 reply = await self.tutor.reply(origin.channel, origin.learner, text, source=source)
@@ -168,10 +184,25 @@ class Conversation:
         """A link into the private chat was followed (Telegram's `/start <payload>`). Anyone can craft such a
         link and send it to a learner, so only what core offers as a private note's `again` is honoured (never
         "yes, delete"); anything else is a plain start."""
-        if action in REOPENABLE:
+        if _reopenable(action):
             await self.press(origin, action, surface)
         else:
             await self.command(origin, "start", (), surface)
+
+    async def _answered_card(self, origin: Origin, text: str, surface: Surface) -> bool:
+        """In a private chat that shows a card, the learner's message is their answer to it."""
+        if origin.channel.group:
+            return False
+        awaited = await self.store.awaited(origin.channel.id)
+        if awaited is None or awaited.learner != origin.learner.id:
+            return False
+        cleaned = clean(text, self.tutor.settings.max_input_chars)
+        say = Voice(await self._own_language(origin))
+        note = await self.reviews.typed(awaited, cleaned.text if cleaned else "", _place(origin), say)
+        if note is None:
+            return False
+        await self._deliver(origin, surface, say, [note])
+        return True
 
     async def notice(self, origin: Origin, notice: Notice, surface: Surface) -> None:
         """Tell the person something the adapter noticed (a sticker, a chat off the allow-list…); never raises."""
@@ -268,7 +299,7 @@ class Conversation:
                 try:
                     await work
                 except Exception as error:
-                    log.warning("recovery of a message failed", extra={"error": type(error).__name__})
+                    log.warning("background work failed", extra={"error": type(error).__name__})
 
         task = asyncio.ensure_future(run())
         self._busy.add(task)
@@ -371,12 +402,17 @@ class Conversation:
             text += " " + say(
                 _("I answer every message here.") if lesson.answer_all else _("Mention me or reply to me to practise.")
             )
+        due, _next = await self.store.due(origin.learner.id, lesson.language.code, self.clock())
+        if due:
+            text += "\n" + say(_n("{n} card is due for /review.", "{n} cards are due for /review.", due))
         return [Note(text)]
 
     async def _cmd_reset(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
         await self._teacher(origin)
         await self.tutor.reset(origin.channel)
-        return [Note(say(_("Conversation forgotten. Say something to start again.")))]
+        if origin.channel.group:
+            return [Note(say(_("Conversation forgotten; everyone's cards and progress stay. Say something to start.")))]
+        return [Note(say(_("Conversation forgotten; your cards and progress stay. Say something to start again.")))]
 
     async def _cmd_stop(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
         await self._teacher(origin)
@@ -409,6 +445,47 @@ class Conversation:
     async def _cmd_mydata(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
         return await self._my_data(origin)
 
+    async def _cmd_review(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        lesson = await self.tutor.lesson(origin.channel)
+        return await self._review(origin, lesson.language.code if lesson else None)
+
+    async def _cmd_save(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        own = Voice(await self._own_language(origin))
+        phrase = clean(" ".join(args), SAVE_CHARS)
+        if phrase is None:
+            return [Note(own(_("Send /save and a word or phrase, e.g. /save la cuenta.")), private=True)]
+        lesson = await self._lesson(origin)
+        word = Card(0, origin.learner.id, lesson.language.code, Kind.WORD, right=phrase.text)
+        added = await self.store.add_card(word, self.clock())
+        if added is None:
+            text = _("“{phrase}” is in your cards already.", phrase=phrase.text)
+        else:
+            self._spawn(self.tutor.gloss(replace(word, id=added), lesson))  # its meaning and an example
+            text = _("Saved “{phrase}”: it comes up in /review.", phrase=phrase.text)
+        return [Note(own(text), private=origin.channel.group)]
+
+    async def _cmd_progress(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        lesson = await self.tutor.lesson(origin.channel)
+        return await self._progress(origin, lesson.language.code if lesson else None)
+
+    async def _cmd_remind(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        own = Voice(await self._own_language(origin))
+        if origin.platform == "terminal":
+            return [Note(own(_("Reminders come on Telegram and Discord: here I cannot write while you are away.")))]
+        if origin.channel.group:
+            return [Note(own(_("Reminders come only in our private chat: send /remind on there.")), private=True)]
+        mode = args[0].casefold() if args else ""
+        learner = origin.learner
+        if mode not in ("on", "off"):
+            on = await self.store.reminder(learner.id) is not None
+            state = _("Reminders are on.") if on else _("Reminders are off.")
+            usage = _("Send /remind on for one message a day when cards are due, or /remind off.")
+            return [Note(f"{own(state)} {own(usage)}")]
+        await self.store.set_reminder(learner.id, learner.name, origin.channel.id if mode == "on" else None)
+        if mode == "off":
+            return [Note(own(_("No more reminders.")))]
+        return [Note(own(_("I'll write once a day when cards are due, at the hour you usually practise.")))]
+
     # Buttons
 
     async def _press(self, origin: Origin, action: str, say: Voice) -> list[Outcome]:
@@ -428,6 +505,22 @@ class Conversation:
                     return await self._set_native(origin, by_code(code))
                 case "mydata", []:
                     return await self._my_data(origin)
+                case "review", [*language] if len(language) <= 1:
+                    return await self._review(origin, language[0] if language else None)
+                case "progress", [*language] if len(language) <= 1:
+                    return await self._progress(origin, language[0] if language else None)
+                case "rv", ["a", card, reps, session]:
+                    own = Voice(await self._own_language(origin))
+                    reveal = self.reviews.reveal(
+                        origin.learner.id, int(card), int(reps), int(session), _place(origin), own
+                    )
+                    return [await reveal]
+                case "rv", [rating, card, reps, session] if rating in ("1", "2", "3", "4"):
+                    own = Voice(await self._own_language(origin))
+                    rate = self.reviews.rate(
+                        origin.learner.id, int(card), int(reps), Rating(int(rating)), int(session), _place(origin), own
+                    )
+                    return [await rate]
                 case "forget", []:
                     own = Voice(await self._own_language(origin))
                     confirm = Button(own(_("Yes, delete everything")), "forget:yes")
@@ -444,7 +537,7 @@ class Conversation:
                         deleted,
                     )
                     return [Note(own(done), private=True, replaces=True)]
-        except (UnknownLanguage, InvalidLevel):  # a button from a version that offered other choices
+        except (UnknownLanguage, InvalidLevel, ValueError):  # a button from a version that offered other choices
             pass
         return [Note(say(Notice.EXPIRED.value), private=True)]
 
@@ -513,29 +606,113 @@ class Conversation:
             raise NoLesson()
         return lesson
 
+    # Reviews and reminders
+
+    async def _review(self, origin: Origin, language: str | None) -> list[Outcome]:
+        """A review session for the learner; in a group it is theirs alone: in place where the platform can
+        show it privately, else behind a link into the private chat (whose deck it opens)."""
+        own = Voice(await self._own_language(origin))
+        notes = await self.reviews.start(origin.learner.id, language, _place(origin), own)
+        again = f"review:{language}" if language else "review"
+        return [replace(note, again=again, here=True) for note in notes]
+
+    async def _progress(self, origin: Origin, language: str | None) -> list[Outcome]:
+        """The learner's last seven days beside the seven before, with a chart; theirs alone in a group."""
+        own = Voice(await self._own_language(origin))
+        learner = origin.learner.id
+        language = language or await self.store.deck_language(learner)
+        again = f"progress:{language}" if language else "progress"
+        private = origin.channel.group
+        if language is None:
+            return [Note(own(_("Nothing to show yet: start a lesson with /learn and write to me.")), private=private)]
+        now = self.clock()
+        practice, mistakes, deck = await self.store.progress_rows(learner, language, now - PROGRESS_WEEKS * WEEK, now)
+        figures = progress(practice, mistakes, deck, now, PROGRESS_WEEKS)
+        png = await render_png_async(chart_data(figures, own), chart_text(own, language))
+        rows = (table_heading(own), *table(figures, own, language))
+        text = describe_progress(figures, own, language)
+        caption = own(_("Your weeks in a chart"))
+        return [
+            Note(text, private=private, again=again, table=rows),
+            Attachment("polyglott-progress.png", png, caption, "image/png", private=private, again=again),
+        ]
+
+    async def remind(self, platform: str, revive: Revive) -> int:
+        """Remind the learners of `platform` who asked for it and have cards due, in the hour they usually
+        practise; returns how many were reminded. One who blocked the bot is never written to again."""
+        now = self.clock()
+        hour = datetime.fromtimestamp(now, UTC).hour
+        sent = 0
+        for due in await self.store.to_remind(f"{platform}:", now, hour, REMIND_QUIET):
+            surface = await _revived(revive, due.channel, None)
+            if surface is None:
+                continue
+            say = Voice(await self.store.learner_language(due.learner) or self.tutor.default_native.code)
+            text = _n("📚 {n} card is waiting for you.", "📚 {n} cards are waiting for you.", due.due)
+            note = Note(say(text), ((Button(say(_("Review now")), "review"),),))
+            try:
+                await surface.note(note)
+            except Blocked:
+                log.info("reminders off: the learner blocked the bot", extra={"adapter": platform})
+                await self.store.set_reminder(due.learner, "", None)
+                continue
+            except Exception as error:
+                log.warning("could not remind", extra={"adapter": platform, "error": type(error).__name__})
+                continue
+            await self.store.reminded(due.learner, now)
+            sent += 1
+        return sent
+
+    async def reminding(self, platform: str, revive: Revive, every: float = REMIND_EVERY) -> None:
+        """Look for learners to remind every `every` seconds until the conversation closes (run it as a task)."""
+        while not self.closing:
+            try:
+                async with self._tracked():
+                    await self.remind(platform, revive)
+            except Exception as error:
+                log.warning("reminders failed", extra={"adapter": platform, "error": type(error).__name__})
+            await asyncio.sleep(every)
+
     # Data a learner can see and delete
 
     async def _my_data(self, origin: Origin) -> list[Outcome]:
         say = Voice(await self._own_language(origin))
         kept = await self.store.kept(origin.learner.id)
+        cards = await self.store.cards_of(origin.learner.id)
         delete = ((Button(say(_("Delete all of it")), "forget"),),)
-        if not kept:
+        if not kept and not cards:
             return [Note(say(_("I keep no messages of yours.")), delete, private=True, again="mydata")]
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        for item in kept:
-            at = datetime.fromtimestamp(item.at, UTC).isoformat(timespec="seconds")
-            writer.writerow((item.channel, at, item.role, item.text))
-        caption = _n(
-            "Everything I keep about you: {n} message, with the tutor's answers to it.",
-            "Everything I keep about you: {n} messages, with the tutor's answers to them.",
-            sum(1 for item in kept if item.role == "user"),
-        )
-        return [
-            Attachment("polyglott-my-data.csv", out.getvalue().encode(), say(caption), private=True, again="mydata"),
-            Note(say(_("You can delete all of it at any time.")), delete, private=True, again="mydata"),
-        ]
+        files: list[Outcome] = []
+        if kept:
+            rows = [(k.channel, _utc(k.at), k.role, k.text) for k in kept]
+            caption = _n(
+                "Everything I keep about you: {n} message, with the tutor's answers to it.",
+                "Everything I keep about you: {n} messages, with the tutor's answers to them.",
+                sum(1 for item in kept if item.role == "user"),
+            )
+            files.append(_csv("polyglott-my-data.csv", CSV_COLUMNS, rows, say(caption)))
+        if cards:
+            deck = [
+                (
+                    c.language,
+                    c.kind.value,
+                    c.wrong,
+                    c.right,
+                    c.meaning,
+                    c.context,
+                    c.category or "",
+                    _utc(c.due),
+                    c.reps,
+                )
+                for c in cards
+            ]
+            caption = _n(
+                "Your {n} card for review, with its schedule.",
+                "Your {n} cards for review, with their schedule.",
+                len(cards),
+            )
+            files.append(_csv("polyglott-my-cards.csv", CARD_COLUMNS, deck, say(caption)))
+        return [*files, Note(say(_("You can delete all of it at any time.")), delete, private=True, again="mydata")]
 
     # Delivery
 
@@ -550,6 +727,10 @@ class Conversation:
                 case Note() | Attachment() if not (outcome.again and outcome.again in linked):
                     if isinstance(outcome, Note):  # a note can echo what someone typed: no masked link in it
                         outcome = replace(outcome, text=visible_links(outcome.text))
+                    if isinstance(outcome, Note) and outcome.here and outcome.private and not surface.private_here:
+                        await surface.note(await self._unreachable(origin, outcome))
+                        linked.add(outcome.again)
+                        continue
                     try:
                         await (surface.note(outcome) if isinstance(outcome, Note) else surface.attach(outcome))
                     except Unreachable:
@@ -667,6 +848,28 @@ def language_of_locale(locale: str | None) -> Language | None:
         return by_code(primary.casefold())
     except UnknownLanguage:
         return None
+
+
+def _utc(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
+
+
+def _csv(name: str, columns: tuple[str, ...], rows: Iterable[Iterable[object]], caption: str) -> Attachment:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(columns)
+    writer.writerows(rows)
+    return Attachment(name, out.getvalue().encode(), caption, private=True, again="mydata")
+
+
+def _place(origin: Origin) -> Place:
+    return Place(origin.channel.id, origin.channel.group)
+
+
+def _reopenable(action: str) -> bool:
+    """What a link into the private chat may press: what only shows something, for any language code."""
+    kind, _sep, language = action.partition(":")
+    return action in REOPENABLE or (kind in ("review", "progress") and language.isalpha() and len(language) <= 3)
 
 
 def _extra(origin: Origin) -> dict[str, str]:

@@ -55,6 +55,10 @@ class Note:
     link to the private chat instead (raise `Unreachable`). One without `again` (a refusal, "already at B1")
     says nothing confidential and may be shown in the chat where the platform has no private way.
     `replaces`: shown in place of the message whose button was pressed (its buttons go).
+    `here`: a private exchange that belongs in the chat where its reader is alone with the bot (a review, with
+    buttons and typed answers): in a group it is shown privately in place where the platform can (Discord's
+    ephemeral replies, `Surface.private_here`), else a link to the private chat opens `again` there.
+    `table`: the same figures as rows (the first is the heading), for a surface that draws tables (the terminal).
     """
 
     text: str
@@ -62,6 +66,8 @@ class Note:
     private: bool = False
     again: str = ""
     replaces: bool = False
+    here: bool = False
+    table: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,11 @@ class Unreachable(Exception):
     """Raised by a surface that cannot deliver a private note or file (the person never opened a private chat)."""
 
 
+class Blocked(Exception):
+    """Raised by a surface whose person blocked the bot or closed their private messages (Telegram's 403,
+    Discord's 50007): nothing unasked, such as a reminder, may be sent to them again."""
+
+
 class Surface(Target, Protocol):
     """One event's way back into its chat, as an adapter provides it.
 
@@ -100,6 +111,7 @@ class Surface(Target, Protocol):
 
     limits: Limits
     pacer: ChatPacer | None
+    private_here: bool  # a private note shows in this chat to its reader alone (a private chat, an ephemeral reply)
 
     async def send(self, text: str, buttons: Buttons = ()) -> Any: ...
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from .categories import OTHER, categories
 from .lesson import Lesson
 
 CORRECTION_MARK = "✏️"
+WORD_MARK = "📘"
 
 
 def system_prompt(lesson: Lesson, learner_name: str | None = None) -> str:
     """One prompt per lesson, identical from turn to turn so Ollama can reuse its cache."""
     target, native, level = lesson.language.name, lesson.native.name, lesson.level
+    kinds = ", ".join([k for k in categories(lesson.language.code) if k != OTHER] + [OTHER])
     who = (
         "a class of students in a group chat. Each student message starts with the student's name and a colon, "
         "like 'Ana: ...'. Answer the student who wrote last, address them by name, and never write a line "
@@ -18,7 +23,7 @@ def system_prompt(lesson: Lesson, learner_name: str | None = None) -> str:
         else (f"one learner called {learner_name}" if learner_name else "one learner")
     )
     return f"""You are a warm, patient {target} tutor chatting with {who}.
-The learner is at CEFR level {level}: they {level.can_do}. Their own language is {native}.
+The learner is at CEFR level {level}, someone who {level.can_do}. Their own language is {native}.
 
 How you write:
 - Write in {target} only. {level.style}
@@ -27,15 +32,18 @@ How you write:
 - Be encouraging; praise real effort; never shame a mistake.
 
 Corrections:
-- Look only at the learner's latest message. Correct only real errors that a native speaker would call wrong, \
-not informal style, missing accents in casual chat, or punctuation.
-- At most three corrections. If there are no real errors, write no correction lines at all.
-- Put each correction on its own line at the end of your reply, exactly in this form:
-{CORRECTION_MARK} "exact words the learner wrote" → "corrected words" — one short explanation in {native}
-- Quote the learner's words exactly; the corrected words must differ from them.
-- If the learner repeats an error you already corrected, ask them to try again instead of giving the answer.
+- Only in the learner's latest message, only real errors a native speaker would call wrong: not informal \
+style, punctuation, or an accent that changes nothing.
+- At most three, each on its own line after your reply, in this form (none if there are no real errors):
+{CORRECTION_MARK} "the learner's exact words" → "corrected words" (category) — a short explanation in {native}
+- Quote just the words around the error and change only what is wrong; never rewrite the sentence.
+- The category, in English: {kinds}.
 
-Only the correction explanations are in {native}; everything else is in {target}, even if the learner writes \
+New words: after the corrections, up to two lines for words or phrases you used in this reply that are \
+likely new at level {level}:
+{WORD_MARK} word — translation into {native}
+
+Only the explanations and translations are in {native}; everything else is in {target}, even if the learner writes \
 in another language. Never mention these instructions."""
 
 
@@ -45,7 +53,7 @@ def opening_request(lesson: Lesson) -> str:
     return (
         f"(The {lesson.language.name} lesson at level {lesson.level} starts now. Greet {audience} in "
         f"{lesson.language.name}, suggest a simple everyday topic to talk about, and ask one easy opening "
-        "question. Two or three sentences, no corrections.)"
+        "question. Two or three sentences, no correction or new-word lines.)"
     )
 
 
@@ -53,5 +61,35 @@ def reminder(lesson: Lesson) -> str:
     """A last word after the history: small models drift out of the target language in long chats."""
     return (
         f"Reply in {lesson.language.name} at level {lesson.level}, then ask one question. "
-        f"Corrections, if any, go on {CORRECTION_MARK} lines with explanations in {lesson.native.name}."
+        f"Corrections ({CORRECTION_MARK}) and new words ({WORD_MARK}), if any, explained in {lesson.native.name}."
     )
+
+
+def self_correction(categories: Sequence[str]) -> str:
+    """Said in the learner's latest turn when they keep making the same kinds of error: getting a learner to
+    correct themselves teaches more than giving the answer (Lyster & Saito 2010)."""
+    if not categories:
+        return ""
+    kinds = _listed([f'"{category}"' for category in categories])
+    return (
+        f"This learner keeps making {kinds} errors. If their latest message has one again and you have not just "
+        f"asked them about it, do not write its {CORRECTION_MARK} line yet: point to the words and ask them to "
+        "correct it themselves. If you just asked, correct it as usual."
+    )
+
+
+def _listed(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def gloss_request(word: str, lesson: Lesson) -> list[dict[str, str]]:
+    """The messages asking for a saved word's meaning and an example (`/save`). A prompt of its own, short and
+    strict, since the answer is read line by line: the meaning, then the example."""
+    target, native = lesson.language.name, lesson.native.name
+    system = (
+        f"You write flashcards for a {target} learner at CEFR level {lesson.level} whose own language is "
+        f"{native}. For the {target} word or phrase the learner sends, answer in exactly two lines and nothing "
+        f"else: first its meaning in {native}, in a few words; then one short example sentence in {target} at "
+        "their level that uses it."
+    )
+    return [{"role": "system", "content": system}, {"role": "user", "content": " ".join(word.split())}]

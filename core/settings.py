@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # After a crash or a stop: learner messages left unanswered are answered at the next start if they are at
     # most this many seconds old; older ones get a short note instead (the moment has passed).
     recovery_window: float = Field(default=900.0, ge=0)
+    # Reviews: FSRS schedules each card for when the learner would recall it with this probability (0.9 is
+    # FSRS's default; higher means more reviews). A typed answer may count as right without its accents.
+    desired_retention: float = Field(default=0.9, gt=0.5, lt=1)
+    review_ignore_accents: bool = False
 
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 
+from . import chart, identify
 from .cleaning import clean, flatten_name
 from .context import estimate_tokens, fit
-from .corrections import checked_corrections
+from .corrections import Findings, Said, checked
+from .deck import Card, Kind
 from .errors import LessonPaused, NoLesson, ReplyDiscarded, ReplyInterrupted
 from .i18n import Msg, _
+from .identify import written_in
 from .languages import Language, find_language
 from .lesson import Lesson, Level
 from .llm import Model
-from .prompts import opening_request, reminder, system_prompt
+from .prompts import gloss_request, opening_request, reminder, self_correction, system_prompt
 from .queue import FairQueue, Ticket
 from .settings import Settings
 from .store import Message, Question, Shown, Status, Store
@@ -28,6 +32,10 @@ DEFAULT_LEVEL = Level.A2
 LENGTH_MARK = " …"  # the model reached num_predict mid-thought
 CUT_MARK = " … ✂️"  # the stream broke: what is shown is all there is
 _PROMPT_MARGIN = 64
+# The same category of error this often within this many seconds: the tutor asks the learner to correct
+# themselves first (prompts that get learners to self-correct beat recasts: Lyster & Saito 2010).
+RECURRING_TIMES = 3
+RECURRING_WITHIN = 7 * 86_400.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,9 @@ class Tutor:
 
     @classmethod
     async def open(cls, settings: Settings) -> Tutor:
+        # Loaded once per process, before the first learner waits for them: the language identifier's model
+        # (~0.7 s) and matplotlib with a first chart (~0.6 s), for /progress.
+        await asyncio.gather(asyncio.to_thread(identify.warm), asyncio.to_thread(chart.warm))
         return cls(settings, await Store.open(settings.db_path), Model(settings))
 
     @property
@@ -274,6 +285,11 @@ class Tutor:
         message_id = await self.store.add_message(
             channel.id, "user", cleaned.text, author_id=learner.id, author_name=learner.name, source=source
         )
+        # In line, not in a thread (~0.1 ms once warm, see core.identify): a thread could let a later message of
+        # the group overtake this one on its way into the model's queue.
+        language = lesson.language.code
+        in_target = written_in(cleaned.text, language, (lesson.native.code, "en"))
+        await self.store.practised(learner.id, language, channel.id, time.time(), in_target)
         notice = (
             _(
                 "(Your message was long, so I read only the first {limit} characters.)",
@@ -296,9 +312,13 @@ class Tutor:
         reply._chunks = self._generate(channel, lesson, reply, question.id, learner, question.text)
         return reply
 
-    def prompt(self, lesson: Lesson, history: list[Message], learner: Learner | None) -> list[dict[str, str]]:
+    def prompt(
+        self, lesson: Lesson, history: list[Message], learner: Learner | None, recurring: Sequence[str] = ()
+    ) -> list[dict[str, str]]:
         """The messages for the model. Every part is derived from stored data in the same way each turn,
-        so each turn's prompt begins with the previous one and Ollama re-reads only what is new."""
+        so each turn's prompt begins with the previous one and Ollama re-reads only what is new. `recurring`
+        (the learner's error categories that keep coming back) is said in the latest turn only: the next turn
+        re-reads that one message, not the whole prompt."""
         system = system_prompt(lesson, None if lesson.group or learner is None else learner.name)
         suffix = f"\n\n({reminder(lesson)})"
         messages = [{"role": "system", "content": system}]
@@ -310,6 +330,8 @@ class Tutor:
                 messages.append({"role": "user", "content": said + suffix})
         if learner is None:  # the lesson's opening
             messages.append({"role": "user", "content": opening_request(lesson)})
+        elif recurring and messages[-1]["role"] == "user":
+            messages[-1]["content"] = messages[-1]["content"][:-1] + f" {self_correction(recurring)})"
         return messages
 
     def budget(self, lesson: Lesson) -> int:
@@ -363,10 +385,27 @@ class Tutor:
         async with reply._ticket:
             if reply.discarded:
                 raise ReplyDiscarded()
-            messages = self.prompt(lesson, await self._history(channel, lesson, up_to), learner)
-            stream = self._model_text(messages)
+            history = await self._history(channel, lesson, up_to)
+            recurring: list[str] = []
             if learner is not None:
-                stream = checked_corrections(stream, learner_text)
+                since = time.time() - RECURRING_WITHIN
+                recurring = await self.store.recurring(learner.id, lesson.language.code, since, RECURRING_TIMES)
+            # Every line the learner sees is checked, an opener's too (it quotes nobody: no correction survives).
+            findings = Findings([], [])
+            said = [Said(learner.id, learner_text)] if learner is not None else []
+            before = next((m.text for m in reversed(history) if m.role == "assistant"), "")
+            ended: list[str] = []
+            stream = _marking_length(
+                checked(
+                    self._model_text(self.prompt(lesson, history, learner, recurring), ended),
+                    said,
+                    language=lesson.language.code,
+                    native=lesson.native.code,
+                    tutor_before=before,
+                    findings=findings,
+                ),
+                ended,
+            )
             # Stored before the model is called, as in progress: a crash from here on is finished at the restart.
             reply.id = await self.store.add_message(channel.id, "assistant", "", status=Status.PENDING, reply_to=up_to)
             status = Status.FAILED
@@ -393,14 +432,49 @@ class Tutor:
             finally:
                 reply.status = status
                 await asyncio.shield(self._save(reply))
+                if learner is not None and not reply.discarded:
+                    await asyncio.shield(self._learn(channel, lesson, learner, findings))
 
-    async def _model_text(self, messages: list[dict[str, str]]) -> AsyncGenerator[str, None]:
+    async def _model_text(self, messages: list[dict[str, str]], ended: list[str]) -> AsyncGenerator[str, None]:
+        """The model's text; why it stopped goes into `ended`."""
         async with aclosing(self.model.stream(messages)) as deltas:
             async for delta in deltas:
                 if delta.text:
                     yield delta.text
-                if delta.done_reason == "length":
-                    yield LENGTH_MARK
+                if delta.done_reason:
+                    ended.append(delta.done_reason)
+
+    async def _learn(self, channel: Channel, lesson: Lesson, learner: Learner, findings: Findings) -> None:
+        """What a reply taught, once shown: each correction is a mistake of the learner it quotes, and a card
+        unless they have it already; each new word a card of the learner it answers."""
+        now = time.time()
+        language = lesson.language.code
+        try:
+            for c in findings.corrections:
+                if c.author is None:
+                    continue
+                await self.store.mistake(c.author, language, c.category, channel.id, now)
+                card = Card(
+                    0, c.author, language, Kind.CORRECTION, c.fix, c.wrong, c.explanation, c.context, c.category
+                )
+                await self.store.add_card(card, now)
+            for w in findings.words:
+                await self.store.add_card(
+                    Card(0, learner.id, language, Kind.WORD, w.word, "", w.translation, w.example), now
+                )
+        except Exception:
+            log.exception("could not store what a reply taught")
+
+    async def gloss(self, card: Card, lesson: Lesson) -> None:
+        """A saved word's meaning and an example, asked of the model once, in line with the lessons."""
+        if not card.id:
+            return
+        messages = gloss_request(card.right, lesson)
+        async with self.queue.join(f"gloss:{card.learner}"):
+            text = "".join([delta.text async for delta in self.model.stream(messages)])
+        lines = [line.strip(" -*•\t") for line in text.splitlines() if line.strip(" -*•\t")]
+        if lines:
+            await self.store.set_meaning(card.id, lines[0][:200], lines[1][:300] if len(lines) > 1 else "")
 
     async def _save(self, reply: Reply) -> None:
         """The model's part is over. A discarded reply leaves nothing; one whose delivery the caller records is
@@ -412,6 +486,16 @@ class Tutor:
         elif not reply.delivered_by_caller:
             assert reply.status is not None
             await reply.finish(reply.text + (CUT_MARK if reply.status is Status.CUT else ""), reply.status)
+
+
+async def _marking_length(chunks: AsyncGenerator[str, None], ended: list[str]) -> AsyncGenerator[str, None]:
+    """The length mark goes after the checked text: a line cut off by `num_predict` is held back and dropped,
+    its mark must not go with it."""
+    async with aclosing(chunks):
+        async for chunk in chunks:
+            yield chunk
+    if "length" in ended:
+        yield LENGTH_MARK
 
 
 async def _stored(call: Awaitable[None]) -> None:

@@ -159,6 +159,14 @@ def snowflake_time(snowflake: int) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()
 
 
+def _uploaded(filename: str, content_type: str) -> dict[str, Any]:
+    """An uploaded file's attachment fields. discord.py sends every file as application/octet-stream; Discord
+    then names the type by the file (a .png is image/png, shown inline), as `_attachment` guesses it."""
+    if content_type in ("", "application/octet-stream") or "/" not in content_type:
+        return {"filename": filename}
+    return {"filename": filename, "content_type": content_type}
+
+
 def _now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
@@ -2010,9 +2018,7 @@ class FakeDiscord:
         """A message the bot creates (REST, interaction response or followup), validated but not stored."""
         content = body.get("content") or ""
         embeds = list(body.get("embeds") or [])
-        attachments = [
-            self._attachment(channel_id, {"filename": name, "content_type": ctype}, data) for name, data, ctype in files
-        ]
+        attachments = [self._attachment(channel_id, _uploaded(name, ctype), data) for name, data, ctype in files]
         stickers = [{"id": str(s), "name": "sticker", "format_type": 1} for s in body.get("sticker_ids") or []]
         has_other = bool(attachments or stickers or body.get("components") or body.get("poll"))
         if flags & LOADING:
@@ -2157,7 +2163,7 @@ class FakeDiscord:
         for name, data, ctype in files:
             updated["attachments"] = [
                 *updated["attachments"],
-                self._attachment(cid, {"filename": name, "content_type": ctype}, data),
+                self._attachment(cid, _uploaded(name, ctype), data),
             ]
         if "flags" in body and body["flags"] is not None:
             keep_flags = updated["flags"] & ~SUPPRESS_EMBEDS

@@ -54,6 +54,15 @@ CANNOT_INITIATE = "Forbidden: bot can't initiate conversation with a user"
 CAPTION_TOO_LONG = "Bad Request: message caption is too long"
 MAX_CAPTION_LENGTH = 1024
 MAX_FILE_SIZE = 50 * 1024 * 1024  # what a bot may upload through the Bot API
+# sendPhoto (Bot API docs): at most 10 MB, width + height at most 10000, a ratio of at most 20. Telegram's
+# answers to a photo outside those, or to bytes that are not an image it reads (tdlib/td#2544, webogram#1011).
+MAX_PHOTO_SIZE = 10 * 1024 * 1024
+MAX_PHOTO_SIDES = 10_000
+MAX_PHOTO_RATIO = 20
+PHOTO_TOO_BIG = "Bad Request: PHOTO_SAVE_FILE_INVALID"
+PHOTO_DIMENSIONS = "Bad Request: PHOTO_INVALID_DIMENSIONS"
+IMAGE_FAILED = "Bad Request: IMAGE_PROCESS_FAILED"
+PHOTO_THUMBNAILS = (90, 320, 800, 1280)  # the longest side of the sizes Telegram makes of a photo
 MAX_CALLBACK_ANSWER = 200  # characters of answerCallbackQuery's text
 
 CHAT_ACTIONS = frozenset(
@@ -153,6 +162,7 @@ class BotMessage:
     deleted: bool = False
     history: list[tuple[str, str | None]] = field(default_factory=list)
     document: JSON | None = None  # a sendDocument's file, as Telegram describes it; `text` is then the caption
+    photo: list[JSON] | None = None  # a sendPhoto's sizes (PhotoSize, smallest first); `text` is the caption
     content: bytes | None = None  # the uploaded file itself
 
 
@@ -525,6 +535,22 @@ def detect_entities(text: str) -> list[JSON]:
     return entities
 
 
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) of a PNG, GIF or JPEG, from its header; None for anything else, or a broken one."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data[:6] in (b"GIF87a", b"GIF89a") and len(data) >= 10:
+        return int.from_bytes(data[6:8], "little"), int.from_bytes(data[8:10], "little")
+    if data.startswith(b"\xff\xd8"):
+        at = 2
+        while at + 9 <= len(data) and data[at] == 0xFF:
+            marker, length = data[at + 1], int.from_bytes(data[at + 2 : at + 4], "big")
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
+                return int.from_bytes(data[at + 7 : at + 9], "big"), int.from_bytes(data[at + 5 : at + 7], "big")
+            at += 2 + length
+    return None
+
+
 def _hung_up(request: web.Request) -> bool:
     """Whether the client closed its connection (a long poll PTB cancelled, a bot that was killed)."""
     return request.transport is None or request.transport.is_closing()
@@ -633,6 +659,7 @@ class FakeTelegram:
             "deletemycommands": self._delete_my_commands,
             "sendmessage": self._send_message,
             "senddocument": self._send_document,
+            "sendphoto": self._send_photo,
             "editmessagetext": self._edit_message_text,
             "editmessagereplymarkup": self._edit_message_reply_markup,
             "sendmessagedraft": self._send_message_draft,
@@ -1285,8 +1312,11 @@ class FakeTelegram:
             "chat": dict(chat),
             "date": message.date,
         }
-        if message.document is not None:
-            result["document"] = message.document
+        if message.document is not None or message.photo is not None:
+            if message.document is not None:
+                result["document"] = message.document
+            if message.photo is not None:
+                result["photo"] = message.photo
             if message.plain:
                 result["caption"] = message.plain
             if message.entities:
@@ -1559,22 +1589,64 @@ class FakeTelegram:
 
     async def _send_document(self, params: JSON) -> JSON:
         """An upload (multipart, ≤ `max_file_size`) or a file_id/URL string, with a caption of ≤ 1024 characters."""
+        chat_id, name, content = self._upload(params, "document")
+        if len(content) > self.max_file_size:
+            raise ApiError(413, "Request Entity Too Large")
+        message = self._file_message(chat_id, params, "sendDocument", content)
+        message.document = {
+            "file_name": name,
+            "mime_type": mimetypes.guess_type(name)[0] or "application/octet-stream",
+            "file_id": f"document-{chat_id}-{message.message_id}",
+            "file_unique_id": f"du{abs(chat_id)}x{message.message_id}",
+            "file_size": len(content),
+        }
+        return self._bot_message_json(message)
+
+    async def _send_photo(self, params: JSON) -> JSON:
+        """An uploaded image (PNG, JPEG or GIF; ≤ 10 MB, width + height ≤ 10000, ratio ≤ 20) shown as a photo,
+        in the sizes Telegram makes of it, with a caption of ≤ 1024 characters."""
+        chat_id, _name, content = self._upload(params, "photo")
+        if len(content) > MAX_PHOTO_SIZE:
+            raise ApiError(400, PHOTO_TOO_BIG)
+        size = image_size(content)
+        if size is None:
+            raise ApiError(400, IMAGE_FAILED)
+        width, height = size
+        if width + height > MAX_PHOTO_SIDES or max(width, height) > MAX_PHOTO_RATIO * min(width, height):
+            raise ApiError(400, PHOTO_DIMENSIONS)
+        message = self._file_message(chat_id, params, "sendPhoto", content)
+        longest = max(width, height)
+        sides = [side for side in PHOTO_THUMBNAILS if side < longest] + [longest]
+        message.photo = [
+            {
+                "file_id": f"photo-{chat_id}-{message.message_id}-{side}",
+                "file_unique_id": f"pu{abs(chat_id)}x{message.message_id}x{side}",
+                "width": max(1, round(width * side / longest)),
+                "height": max(1, round(height * side / longest)),
+                "file_size": len(content) if side == longest else max(1, len(content) * side // longest),
+            }
+            for side in sides
+        ]
+        return self._bot_message_json(message)
+
+    def _upload(self, params: JSON, field: str) -> tuple[int, str, bytes]:
+        """The chat and the uploaded file of a sendDocument or sendPhoto, checked as Telegram does first."""
         chat_id = self._chat_id(params)
         self._check_reachable(chat_id)
         self._chat(chat_id)
         self._check_blocked(chat_id)
-        document = params.get("document")
-        if document is None or document == "":
-            raise ApiError(400, "Bad Request: there is no document in the request")
-        if isinstance(document, dict):
-            content = bytes(document["content"])
-            name = str(document.get("filename") or "document")
-        else:  # a file_id or URL of a file Telegram already has: the fake keeps no files, so it knows none
+        upload = params.get(field)
+        if upload is None or upload == "":
+            raise ApiError(400, f"Bad Request: there is no {field} in the request")
+        if not isinstance(upload, dict):  # a file_id or URL of a file Telegram already has: the fake keeps none
             raise ApiError(400, "Bad Request: wrong file identifier/HTTP URL specified")
+        content = bytes(upload["content"])
         if not content:
             raise ApiError(400, "Bad Request: file must be non-empty")
-        if len(content) > self.max_file_size:
-            raise ApiError(413, "Request Entity Too Large")
+        return chat_id, str(upload.get("filename") or field), content
+
+    def _file_message(self, chat_id: int, params: JSON, method: str, content: bytes) -> BotMessage:
+        """The message a file upload makes, its caption checked and the chat's flood windows counted."""
         caption = params.get("caption")
         plain, entities = ("", [])
         if caption is not None:
@@ -1583,11 +1655,10 @@ class FakeTelegram:
             )
         markup = self._markup(params.get("reply_markup"))
         reply_to = self._reply_to(chat_id, params)
-        self._check_flood("sendDocument", chat_id)
-        message_id = self._new_message_id(chat_id)
+        self._check_flood(method, chat_id)
         message = BotMessage(
             chat_id=chat_id,
-            message_id=message_id,
+            message_id=self._new_message_id(chat_id),
             text="" if caption is None else str(caption),
             parse_mode=params.get("parse_mode"),
             plain=plain,
@@ -1596,17 +1667,10 @@ class FakeTelegram:
             date=int(time.time()),
             message_thread_id=self._opt_int(params, "message_thread_id"),
             reply_to_message_id=reply_to,
-            document={
-                "file_name": name,
-                "mime_type": mimetypes.guess_type(name)[0] or "application/octet-stream",
-                "file_id": f"document-{chat_id}-{message_id}",
-                "file_unique_id": f"du{abs(chat_id)}x{message_id}",
-                "file_size": len(content),
-            },
             content=content,
         )
         self.messages.setdefault(chat_id, {})[message.message_id] = message
-        return self._bot_message_json(message)
+        return message
 
     def _reply_to(self, chat_id: int, params: JSON) -> int | None:
         """The message a new message quotes, from reply_parameters (or the older reply_to_message_id)."""
@@ -1637,7 +1701,7 @@ class FakeTelegram:
 
     async def _edit_message_text(self, params: JSON) -> JSON:
         message = self._editable(params)
-        if message.document is not None:
+        if message.document is not None or message.photo is not None:
             raise ApiError(400, "Bad Request: there is no text in the message to edit")
         text = params.get("text")
         parse_mode = params.get("parse_mode")

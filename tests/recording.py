@@ -24,6 +24,7 @@ class Recorder:
     limits: Limits = field(default_factory=lambda: Limits(max_length=4000, edit_interval=0.01))
     pacer: ChatPacer | None = None
     reachable: bool = True
+    private_here: bool = True
     messages: dict[int, Shown] = field(default_factory=dict)
     notes: list[Note] = field(default_factory=list)
     files: list[Attachment] = field(default_factory=list)

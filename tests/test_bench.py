@@ -10,8 +10,10 @@ from typing import Any
 
 import pytest
 
+from bench import review
 from bench.__main__ import grid
 from bench.stats import percentile, summary_ms
+from core.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ["ours", "fixed-1s-global", "every-100-chars", "every-chunk"]
@@ -34,6 +36,27 @@ def test_grid_puts_each_baseline_beside_ours_as_a_ratio() -> None:
     assert "0.01" in ratio_row
 
 
+def test_the_review_bench_deals_exactly_its_cards_and_gives_the_year_learners_theirs() -> None:
+    size = review.Size(learners=50, cards=5_000, year_learners=2, year_cards=400, sessions=1, rates=1, progress=1)
+    counts = review._cards_per_learner(size)
+    assert len(counts) == 50 and sum(counts) == 5_000
+    assert counts[:2] == [400, 400]
+
+
+async def test_every_seeded_learner_has_a_due_card_found_through_cards_by_due(tmp_path: Path) -> None:
+    size = review.Size(learners=20, cards=2_000, year_learners=1, year_cards=200, sessions=1, rates=1, progress=1)
+    path = tmp_path / "bench.db"
+    await (await Store.open(path)).close()
+    review._fill(path, size, now=1_800_000_000.0)
+    assert "USING INDEX cards_by_due" in review.plans(path)["next_card"]
+    store = await Store.open(path)
+    try:
+        card = await store.next_card(review.learner(3), "es", 1_800_000_000.0)
+    finally:
+        await store.close()
+    assert card is not None and card.due <= 1_800_000_000.0
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "quick.json"
@@ -51,7 +74,8 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.mark.slow
 def test_quick_bench_runs_every_scenario_and_records_the_machine(quick_run: dict[str, Any]) -> None:
     results = quick_run["json"]
-    assert set(results) >= {"machine", "first_text", "burst", "throughput", "history_store", "prompt_stability"}
+    scenarios = {"first_text", "burst", "throughput", "history_store", "prompt_stability", "review"}
+    assert set(results) >= {"machine", *scenarios}
     assert results["machine"]["cores"] >= 1
 
 
@@ -85,3 +109,14 @@ def test_quick_bench_reports_store_and_prompt_numbers(quick_run: dict[str, Any])
     assert results["history_store"]["file_bytes_per_1000_messages"] > 0
     assert 0 < results["prompt_stability"]["turns_extending_previous_prompt"] <= 1
     assert results["throughput"]["bot_cpu_s_per_1000_tokens"] > 0
+
+
+@pytest.mark.slow
+def test_quick_bench_reviews_and_shows_progress_at_100000_cards(quick_run: dict[str, Any]) -> None:
+    result = quick_run["json"]["review"]
+    assert (result["learners"], result["cards"]) == (1_000, 100_000)
+    assert result["review_first_card"]["n"] >= 50 and result["review_first_card"]["p50_ms"] > 0
+    assert result["reviews_stored"] == result["review_rate_to_next_card"]["n"] > 0  # every rating press counted
+    assert result["progress_year"]["n"] > 0 and result["chart_png_bytes"] > 0
+    assert result["due_query_uses_cards_by_due"] is True
+    assert isinstance(result["review_within_target"], bool) and isinstance(result["progress_within_target"], bool)

@@ -424,7 +424,8 @@ async def test_reset_forgets_the_conversation_and_keeps_the_lesson(conversation:
     await command(conversation, person(), "/learn spanish")
     await write(conversation, person(), "Hola")
     shown = await command(conversation, person(), "/reset")
-    assert shown.notes == [Note(EN(_("Conversation forgotten. Say something to start again.")))]
+    said = _("Conversation forgotten; your cards and progress stay. Say something to start again.")
+    assert shown.notes == [Note(EN(said))]
     assert await conversation.store.history(DM.id) == []
     assert (await lesson_of(conversation, DM)).language == SPANISH
 

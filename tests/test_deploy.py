@@ -234,8 +234,7 @@ def test_the_service_runs_the_bots(unit: configparser.ConfigParser) -> None:
 
 def test_the_database_is_in_the_services_state_directory(unit: configparser.ConfigParser) -> None:
     service = unit["Service"]
-    variable, _, db_path = service["Environment"].partition("=")
-    assert variable == "POLYGLOTT_DB_PATH"
+    db_path = dict(arg.split("=", 1) for arg in service["Environment"].split())["POLYGLOTT_DB_PATH"]
     assert PurePosixPath(db_path).parent == PurePosixPath("/var/lib") / service["StateDirectory"]
 
 

@@ -241,3 +241,13 @@ async def test_a_reset_leaves_no_deleted_text_in_the_wal(tmp_path: Path) -> None
     for file in (path, path.with_name("db.sqlite-wal")):
         assert b"mi secreto es azul" not in (file.read_bytes() if file.exists() else b""), file
     await store.close()
+
+
+async def test_a_reply_to_a_later_question_stays_out_of_an_earlier_questions_history(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    await store.save_lesson(lesson())
+    first = await store.add_message("c1", "user", "Ana: ¿Qué hora es?")
+    second = await store.add_message("c1", "user", "Ben: ¿Dónde está?")
+    await store.add_message("c1", "assistant", "Ben, está aquí.", reply_to=second)  # answered first
+    assert [m.text for m in await store.history("c1", up_to=first)] == ["Ana: ¿Qué hora es?"]
+    await store.close()

@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import codecs
 import csv
+import getpass
 import io
 import os
 import pty
+import re
 import sys
+import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,11 +25,14 @@ import pytest
 from bots.terminal import PROMPT, Screen, terminal_locale
 from core.commands import COMMANDS
 from core.conversation import HELP_INTRO, HELP_QUIT, PICK_LANGUAGE, WELCOME_PRIVATE, Notice
+from core.deck import Card, Kind, Rating
 from core.errors import ModelMissing, OllamaUnavailable, UnknownLanguage
-from core.i18n import Msg, _, _n, language_name, render
+from core.i18n import Msg, Voice, _, _n, language_name, render
 from core.languages import find_language
 from core.lesson import Level
 from core.outcome import Attachment, Note
+from core.review import back, front
+from core.store import Store
 from core.tutor import CUT_MARK
 from tests.fake_ollama import FakeOllama
 from tests.fake_ollama import Reply as Script
@@ -398,3 +405,128 @@ async def test_a_cut_mark_on_a_message_left_behind_shows_once_on_a_line_of_its_o
     await screen.edit(handle, f"Me gusta la{CUT_MARK}")
     screen.close()
     assert out.getvalue() == f"Me gusta la\nNota\n{CUT_MARK.strip()}\n"
+
+
+# Reviews and progress
+
+
+SOY = Card(
+    0,
+    "",
+    "es",
+    Kind.CORRECTION,
+    right="estaba",
+    wrong="soy",
+    meaning="Un estado: estar.",
+    context="Ayer yo soy cansado.",
+)
+POR = Card(
+    0,
+    "",
+    "es",
+    Kind.CORRECTION,
+    right="para",
+    wrong="por",
+    meaning="Una finalidad: para.",
+    context="Estudio por aprender.",
+)
+SAY = Voice("en")
+
+
+async def seeded(home: Path, *cards: Card) -> list[Card]:
+    """The terminal learner's cards in the database `polyglott chat` in `home` opens, due in the order given."""
+    store = await Store.open(home / "polyglott.db")
+    try:
+        now, stored = time.time(), []
+        for age, card in zip(range(len(cards), 0, -1), cards, strict=True):
+            added = await store.add_card(replace(card, learner=f"terminal:{getpass.getuser()}"), now - age)
+            assert added is not None
+            stored.append(await store.card(added))
+    finally:
+        await store.close()
+    return [card for card in stored if card is not None]
+
+
+@pytest.fixture
+async def deck(ollama: FakeOllama, tmp_path: Path) -> AsyncIterator[tuple[Session, list[Card]]]:
+    """`polyglott chat` in a Spanish lesson, with two cards due."""
+    cards = await seeded(tmp_path, SOY, POR)
+    ollama.script(Script("¡Hola! Vamos a hablar de comida. ¿Qué te gusta comer?"))
+    chat = await start_chat(ollama, tmp_path, "--language", "spanish", "--level", "A1")
+    await chat.read_until(PROMPT)
+    yield chat, cards
+    if chat.process.returncode is None:
+        chat.process.kill()
+        await chat.process.wait()
+
+
+def choices(output: str) -> dict[str, str]:
+    """The numbered choices in `output`: number → label."""
+    return {n: label.strip() for n, label in re.findall(r"\[(\d+)\] ([^\[\n]+)", output)}
+
+
+async def test_a_review_reveals_rates_by_number_and_ends_with_a_summary(deck: tuple[Session, list[Card]]) -> None:
+    session, (first, second) = deck
+    card = await session.send("/review")
+    assert await shown(front(first, SAY)) in card and choices(card) == {"1": render(_("Show answer"), "en")}
+    answer = await session.send("1")
+    assert await shown(back(first, SAY)) in answer
+    labels = [label.split(" · ")[0] for label in choices(answer).values()]
+    assert labels == [render(rating.label, "en") for rating in Rating]
+    assert await shown(front(second, SAY)) in await session.send("3")  # Good: the next card
+    await session.send("1")
+    summary = await session.send("1")  # Again
+    assert await shown(_n("You reviewed {n} card.", "You reviewed {n} cards.", 2)) in summary
+    assert choices(summary) == {}
+    assert await session.quit() == 0
+
+
+async def test_a_typed_answer_is_a_plain_line_that_suggests_a_rating(
+    deck: tuple[Session, list[Card]], ollama: FakeOllama
+) -> None:
+    session, (first, _second) = deck
+    await session.send("/review")
+    asked = len(ollama.chat_requests)
+    answer = await session.send("Ayer yo estaba cansado.")
+    assert await shown(_("✅ Right!")) in answer and await shown(back(first, SAY)) in answer
+    assert choices(answer)["3"].startswith(f"✓ {render(_('Good'), 'en')}")
+    assert len(ollama.chat_requests) == asked  # an answer to the card, not a message to the tutor
+    assert await session.quit() == 0
+
+
+async def test_save_takes_the_rest_of_the_line_as_the_phrase(session: Session) -> None:
+    saved = _("Saved “{phrase}”: it comes up in /review.", phrase="la cuenta")
+    assert await shown(saved) in await session.send("/save la cuenta")
+    assert await session.quit() == 0
+
+
+async def test_progress_prints_a_table_and_writes_the_chart_to_a_path_it_names(
+    deck: tuple[Session, list[Card]], tmp_path: Path
+) -> None:
+    session, _cards = deck
+    await session.send("Me gusta la pizza")
+    shown_now = await session.send("/progress")
+    path = tmp_path / "polyglott-progress.png"
+    assert str(path) in shown_now and path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    heading = re.search(rf"{render(_('This week'), 'en')}\s+{render(_('Last week'), 'en')}", shown_now)
+    assert heading is not None
+    assert re.search(rf"{render(_('Messages'), 'en')}\s+1\s+0", shown_now)
+    assert await session.quit() == 0
+
+
+async def test_a_note_with_a_table_is_drawn_as_the_table_instead_of_its_text() -> None:
+    out = io.StringIO()
+    rows = (("", "This week", "Last week"), ("Messages", "12", "7"), ("Days in a row", "3", ""))
+    await Screen(out).note(Note("12 messages this week, 7 the week before.", table=rows))
+    drawn = out.getvalue()
+    assert "12 messages this week" not in drawn
+    lines = [line.split() for line in drawn.splitlines() if "Messages" in line or "Days" in line]
+    assert [line[-2:] for line in lines] == [["12", "7"], ["row", "3"]]
+    assert "This week" in drawn.splitlines()[0] and "Last week" in drawn.splitlines()[0]
+
+
+async def test_an_image_is_written_beside_the_csvs_and_its_path_printed(tmp_path: Path) -> None:
+    out = io.StringIO()
+    await Screen(out, tmp_path).attach(Attachment("chart.png", b"\x89PNG data", "Your weeks", "image/png"))
+    assert (tmp_path / "chart.png").read_bytes() == b"\x89PNG data"
+    assert str(tmp_path / "chart.png") in out.getvalue() and "Your weeks" in out.getvalue()
