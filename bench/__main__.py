@@ -27,6 +27,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "prompt_stability": prompt_stability.run,
     "review": review.run,
 }
+COUNTS = ("n", "students")  # columns that say how much was measured: no ratio
 
 
 def machine() -> dict[str, Any]:
@@ -69,7 +70,8 @@ def grid(title: str, rows: dict[str, dict[str, Any]]) -> str:
     body = [[rule, *(_cell(values.get(c)) for c in columns)] for rule, values in rows.items()]
     for rule, values in rows.items():
         if rule != "ours" and ours:
-            body.append([f"ours ÷ {rule}", *("" if c == "n" else _ratio(ours.get(c), values.get(c)) for c in columns)])
+            ratios = ("" if c in COUNTS else _ratio(ours.get(c), values.get(c)) for c in columns)
+            body.append([f"ours ÷ {rule}", *ratios])
     lines = [["", *columns], *body]
     widths = [max(len(cells[i]) for cells in lines) for i in range(len(columns) + 1)]
     return "\n".join(

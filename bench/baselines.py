@@ -4,6 +4,9 @@ Each has the signature of `core.relay.relay` and is swapped in with `core.answer
 same adapters on the same fakes. They ignore our pacer and edit cadence, as their rules do, but still split
 at the platform's maximum length and always deliver the final text.
 
+A reply the tutor withdraws (`ReplyDiscarded`: in a busy group its student is answered in another student's
+reply) shows what it wrote, if anything, as ours does: no placeholder.
+
 On a 429 every baseline waits the `retry_after` it was given, as python-telegram-bot's AIORateLimiter and
 discord.py do: an interim update is then dropped (newer text follows), a final one is sent again until it
 lands. On Discord, discord.py itself sleeps through 429s and retries, so the relay never sees one there.
@@ -17,6 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import aclosing
 
 from core.answer import RelayStrategy
+from core.errors import ReplyDiscarded
 from core.pacing import ChatPacer
 from core.relay import Delivery, Limits, RetryAfter, Shown, Target, relay
 from core.splitting import split_message
@@ -36,9 +40,9 @@ class _Screen:
         self.delivery = Delivery()
         self.loop = asyncio.get_running_loop()
 
-    async def show(self, text: str, *, final: bool) -> None:
+    async def show(self, text: str, *, final: bool, placeholder: bool = True) -> None:
         parts = [p.strip() for p in split_message(text, self.limits.max_length)]
-        if final and not any(parts) and not self.delivery.messages:
+        if final and placeholder and not any(parts) and not self.delivery.messages:
             parts = ["…"]
         for index, part in enumerate(parts):
             if part:
@@ -88,8 +92,9 @@ async def _on_growth(chunks: AsyncIterator[str], target: Target, limits: Limits,
                 if len(text) - shown_at >= step:
                     await screen.show(text, final=False)
                     shown_at = len(text)
-    except Exception:
-        await screen.show(text, final=True)  # a broken stream still ends with what was written
+    except Exception as error:
+        # a broken stream still ends with what was written
+        await screen.show(text, final=True, placeholder=not isinstance(error, ReplyDiscarded))
         raise
     await screen.show(text, final=True)
     return screen.delivery
@@ -139,17 +144,17 @@ class GlobalTimer:
             async with aclosing(chunks):  # type: ignore[type-var]
                 async for chunk in chunks:
                     reply.text += chunk
-        except Exception:
-            await self._close(reply)
+        except Exception as error:
+            await self._close(reply, placeholder=not isinstance(error, ReplyDiscarded))
             raise
         await self._close(reply)
         return reply.screen.delivery
 
-    async def _close(self, reply: _Open) -> None:
+    async def _close(self, reply: _Open, *, placeholder: bool = True) -> None:
         """The reply ended: no more ticks for it; its final text goes out once a flush on its way is done."""
         self.open.discard(reply)
         await reply.idle.wait()
-        await reply.screen.show(reply.text, final=True)
+        await reply.screen.show(reply.text, final=True, placeholder=placeholder)
 
     async def _tick(self) -> None:
         loop = asyncio.get_running_loop()

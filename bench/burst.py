@@ -3,8 +3,11 @@ write in DMs and Discord channels, the model streaming at 30 tokens/s per reques
 
 What the learners feel: whether every answer ends complete and exact, 429s, how often each answer is
 edited, how far the text on screen lags what the model has written (staleness), and when the last student
-sees a complete answer. Each rule gets a fresh bot process and fresh chats; a rule still showing answers at
-the deadline is cut off there, and those answers count as incomplete.
+sees a complete answer. The class group gets a row of its own: beside those figures, its 429s and the chat
+messages it received for its students (fewer than students when one reply answers several), against the
+targets of turn-taking in a busy group (`TARGETS`, set for the full run). Each rule gets a fresh bot process
+and fresh chats; a rule still showing answers at the deadline is cut off there, and those answers count as
+incomplete.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from bench.world import Question, World
 MODEL_RATE = 30.0  # tokens per second, per request
 MAX_PARALLEL = 4
 STALENESS_STEP = 0.1  # platform seconds between two staleness samples
+TARGETS = {"last_complete_s": 60.0, "429s": 0, "stale_s_p95": 8.0}  # the class group's row, at most
 
 
 async def run(quick: bool) -> dict[str, Any]:
@@ -49,7 +53,8 @@ async def run(quick: bool) -> dict[str, Any]:
             await world.start_bot(name)
             before = await world.tell({"cmd": "usage"})
             calls, streams = positions(world)
-            floods = len(world.telegram.flood_errors) + len(world.discord.rate_limited)
+            telegram_floods = len(world.telegram.flood_errors)
+            floods = telegram_floods + len(world.discord.rate_limited)
             began = asyncio.get_running_loop().time()
             for offset, question in zip(offsets, plan, strict=True):
                 await asyncio.sleep(max(0.0, began + offset * scale - asyncio.get_running_loop().time()))
@@ -64,8 +69,16 @@ async def run(quick: bool) -> dict[str, Any]:
             cpu = after["cpu"] - before["cpu"]
             everyone[name] = _metrics(plan, found, shown, scale, began, limited, cpu)
             rates[name] = model_rate(world, streams, scale)
-            group_only[name] = _metrics([q for q in plan if q.kind == "telegram-group"], found, shown, scale, began)
+            in_group = [q for q in plan if q.kind == "telegram-group"]
+            group_limited = sum(e.chat_id == group for e in world.telegram.flood_errors[telegram_floods:])
+            group_only[name] = _metrics(in_group, found, shown, scale, began, group_limited)
+            group_only[name] |= {
+                "chat_messages": len(world.telegram.messages.get(group, {})),
+                "students": students,
+                "answered_again": sum((found.get(q.tag) or Answer(q.tag)).streams > 1 for q in in_group),
+            }
             await world.settle()
+    ours = group_only["ours"]
     return {
         "setup": {
             "telegram_group_students": students,
@@ -82,6 +95,10 @@ async def run(quick: bool) -> dict[str, Any]:
         "tables": {
             f"classroom burst, all {len(plan)} answers (platform seconds)": everyone,
             f"the Telegram class group's {students} answers": group_only,
+        },
+        "class_group_targets": {
+            **{f"{key}_max": value for key, value in TARGETS.items()},
+            "met_by_ours": all(ours[key] is not None and ours[key] <= value for key, value in TARGETS.items()),
         },
     }
 

@@ -10,7 +10,7 @@ import bisect
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from bench.world import TAG, World
+from bench.world import World, spans, waiting
 from tests.fake_telegram import EntityParseError, parse_html
 
 TELEGRAM_TEXTS = {"sendmessage": "send", "editmessagetext": "edit", "sendmessagedraft": "draft"}
@@ -26,6 +26,7 @@ class Answer:
     sends: int = 0
     edits: int = 0
     drafts: int = 0
+    streams: int = 0  # model streams that wrote it: more than one when a later reply answered it again
 
     @property
     def first_token(self) -> float | None:
@@ -65,41 +66,76 @@ class Answer:
 
 
 def answers(world: World, *, calls_from: tuple[int, int] = (0, 0), streams_from: int = 0) -> dict[int, Answer]:
-    """Every tagged answer since the given positions in the fakes' logs (Telegram calls, Discord calls, streams)."""
+    """Every tagged answer since the given positions in the fakes' logs (Telegram calls, Discord calls, streams).
+
+    A stream that answers several students (its prompt ends in several tagged questions) gives each its own part,
+    from where its tag starts in the stream; a chat message that holds several parts shows each its own (see
+    `bench.world.spans`). An answer written again by a later stream (its question was still in that prompt's
+    trailing user turns) keeps the timeline of the first; `streams` counts them. A request counts for every
+    answer whose part it shows: in a message of one answer, each request as ever; in a shared one, a send or an
+    edit for the students whose part it first shows (a send) or changes (its kind), nothing for the others.
+    """
     found: dict[int, Answer] = defaultdict(lambda: Answer(0))
     for stream in world.ollama.streams[streams_from:]:
-        tag = TAG.search(str(stream.messages[-1].get("content", "")))
-        if tag is None:
-            continue
-        answer = found[int(tag[1])]
-        text = ""
-        for t, token in stream.tokens:
-            text += token
-            answer.produced.append((t, len(text.rstrip())))
+        tags = waiting(stream.messages)
+        if len(tags) == 1:
+            _produced(found[tags[0]], stream.tokens, 0, None)
+        elif tags:
+            text = "".join(token for _, token in stream.tokens)
+            for tag, start, end in spans(text):
+                if tag in tags:
+                    _produced(found[tag], stream.tokens, start, end)
+    seen: dict[int, str] = {}  # each answer's part as last shown
     for call in world.telegram.calls[calls_from[0] :]:
         kind = TELEGRAM_TEXTS.get(call.method.lower())
         if kind is None or not call.ok:
             continue
-        _shown(found, call.time, _telegram_plain(call.params), kind)
+        _shown(found, seen, call.time, _telegram_plain(call.params), kind)
     for request in world.discord.calls[calls_from[1] :]:
         if request.status != 200 or not isinstance(request.json, dict) or "content" not in request.json:
             continue
         if request.method == "POST" and request.path.endswith("/messages"):
-            _shown(found, request.time, request.json["content"] or "", "send")
+            _shown(found, seen, request.time, request.json["content"] or "", "send")
         elif request.method == "PATCH" and "/messages/" in request.path:
-            _shown(found, request.time, request.json["content"] or "", "edit")
+            _shown(found, seen, request.time, request.json["content"] or "", "edit")
     for tag, answer in found.items():
         answer.tag = tag
         answer.shown.sort()
     return dict(found)
 
 
-def _shown(found: dict[int, Answer], time: float, text: str, kind: str) -> None:
-    if not text.startswith("Q") or ":" not in text[:12]:
-        return  # a notice, a welcome: not an answer
-    answer = found[int(text[1 : text.index(":")])]
-    answer.shown.append((time, len(text)))
-    setattr(answer, kind + "s", getattr(answer, kind + "s") + 1)
+def _produced(answer: Answer, tokens: list[tuple[float, str]], start: int, end: int | None) -> None:
+    """The characters of one answer the model had written after each token: those of the part from `start`
+    to `end` of the stream (the whole stream when `end` is None). Only its first stream's."""
+    answer.streams += 1
+    if answer.streams > 1:
+        return
+    text = ""
+    for t, token in tokens:
+        text += token
+        chars = len(text.rstrip()) - start
+        if end is None:
+            answer.produced.append((t, chars))
+        elif chars > 0:
+            answer.produced.append((t, min(chars, end - start)))
+
+
+def _shown(found: dict[int, Answer], seen: dict[int, str], time: float, text: str, kind: str) -> None:
+    """One text a platform received (a notice or a welcome holds no answer)."""
+    held = spans(text)
+    for tag, start, end in held:
+        part = text[start:end]
+        answer = found[tag]
+        answer.shown.append((time, len(part)))
+        if (len(held) == 1 and start == 0) or kind == "draft":
+            counted: str | None = kind
+        elif tag not in seen:
+            counted = "send"
+        else:
+            counted = kind if seen[tag] != part else None
+        seen[tag] = part
+        if counted is not None:
+            setattr(answer, counted + "s", getattr(answer, counted + "s") + 1)
 
 
 def _telegram_plain(params: dict[str, object]) -> str:

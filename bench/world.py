@@ -3,6 +3,10 @@ another (bench/botproc.py), exactly as `polyglott run` talks to the real service
 
 Every question carries a tag (`Q17`) that the fake model puts at the start of its answer, so each text the
 platforms receive (draft, message or edit) can be traced back to the question and to the model's stream.
+
+When one reply answers several students of a group, the model's prompt ends in a run of their messages (user
+turns); the fake answers each of them in order, each part starting with its tag, separated by a blank line, and
+the benchmark reads each student's part out of the stream and out of the chat messages (`parts`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,10 @@ KINDS: tuple[Kind, ...] = ("telegram-dm", "telegram-group", "discord-dm", "disco
 MODEL = "qwen2.5:7b"
 ROOT = Path(__file__).resolve().parents[1]
 TAG = re.compile(r"\bQ(\d+)\b")
+# A student's part of a reply to several (core.prompts.together: "one or two sentences ... then that student's own
+# correction lines"): two of SENTENCES, or one and a correction line, about 40 tokens.
+TOGETHER_CHARS = 160
+PART = re.compile(r"(?<!\S)Q(\d+):")  # where an answer starts: its tag and a colon, first or after a space or line
 
 SENTENCES = (
     "¡Muy bien! Tu frase está casi perfecta.",
@@ -268,11 +276,17 @@ class World:
     # Questions and answers
 
     def _respond(self, messages: list[dict[str, Any]]) -> Script:
-        """The fake model's answer: the one planned for the tagged question, cut into tokens."""
-        found = TAG.search(str(messages[-1].get("content", "")))
-        question = self.questions.get(int(found[1])) if found else None
-        text = question.answer if question else "Q0: ¡Hola!"
-        return Script(tokens=tokens_of(text))
+        """The fake model's answer: the planned answer to each tagged question waiting in the prompt (its trailing
+        run of user turns), in their order, a blank line between two; cut into tokens."""
+        asked = [self.questions[tag] for tag in waiting(messages) if tag in self.questions]
+        if len(asked) > 1:  # told to give each student one or two sentences and their corrections
+            for question in asked:
+                question.answer = answer_text(question.tag, min(TOGETHER_CHARS, len(question.answer)))
+        planned = [question.answer for question in asked]
+        tokens = tokens_of(planned[0] if planned else "Q0: ¡Hola!")
+        for answer in planned[1:]:
+            tokens += ["\n\n", *tokens_of(answer)]
+        return Script(tokens=tokens)
 
     def question(self, kind: Kind, chat: int, user: int, chars: int) -> Question:
         tag = next(self._tags)
@@ -296,20 +310,19 @@ class World:
                 await self.discord.send_message(question.chat, question.user, text, mentions_bot=True)
 
     def shown(self, questions: list[Question]) -> dict[int, str]:
-        """The text each question's answer shows now (the message that starts with its tag)."""
-        wanted = {q.tag for q in questions}
+        """The text each question's answer shows now: its part of the message that holds it (the whole message,
+        when a message answers one question); complete, if any message shows it complete."""
+        planned = {q.tag: q.answer for q in questions}
         found: dict[int, str] = {}
-        chats = {q.chat for q in questions if q.platform == "telegram"}
-        for chat in chats:
-            for message in self.telegram.messages.get(chat, {}).values():
-                tag = _tag(message.plain)
-                if tag in wanted:
-                    found[tag] = message.plain
+        texts: list[str] = []
+        for chat in {q.chat for q in questions if q.platform == "telegram"}:
+            texts += (message.plain for message in self.telegram.messages.get(chat, {}).values())
         if any(q.platform == "discord" for q in questions):
-            for message in self.discord.messages.values():
-                tag = _tag(message.get("content") or "")
-                if tag in wanted:
-                    found[tag] = message["content"]
+            texts += (message.get("content") or "" for message in self.discord.messages.values())
+        for text in texts:  # the latest message that holds an answer, unless an earlier one holds it complete
+            for tag, part in parts(text):
+                if tag in planned and found.get(tag) != planned[tag]:
+                    found[tag] = part
         return found
 
     async def wait_answered(self, questions: list[Question], within: float) -> float:
@@ -362,5 +375,33 @@ class World:
         await asyncio.sleep(max(0.2, 2.0 * self.scale))
 
 
-def _tag(text: str) -> int | None:
-    return int(text[1 : text.index(":")]) if text.startswith("Q") and ":" in text[:12] else None
+def waiting(messages: list[dict[str, Any]]) -> list[int]:
+    """The tags of the questions a prompt leaves waiting for the model, in order: those in its trailing run of
+    user turns (every user turn after the last other one)."""
+    run: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") != "user":
+            break
+        run.insert(0, str(message.get("content", "")))
+    tags: list[int] = []
+    for tag in (int(found) for content in run for found in TAG.findall(content)):
+        if tag not in tags:
+            tags.append(tag)
+    return tags
+
+
+def spans(text: str) -> list[tuple[int, int, int]]:
+    """(tag, start, end) of each answer in a text, in order: a part starts at its tag (`Q17:`, first or after
+    whitespace) and ends where the next one starts, without the whitespace between, or at the end of the text.
+    Text before the first part (a notice; the end of a part a split carried over) belongs to none."""
+    starts = [(int(found[1]), found.start()) for found in PART.finditer(text)]
+    found = []
+    for i, (tag, start) in enumerate(starts):
+        end = len(text[: starts[i + 1][1]].rstrip()) if i + 1 < len(starts) else len(text)
+        found.append((tag, start, end))
+    return found
+
+
+def parts(text: str) -> list[tuple[int, str]]:
+    """(tag, text) of each answer in a chat message's text (see `spans`)."""
+    return [(tag, text[start:end]) for tag, start, end in spans(text)]

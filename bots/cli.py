@@ -6,13 +6,16 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from signal import SIGINT, SIGTERM
 
 from pydantic import SecretStr, ValidationError
 
 from core import logs
+from core.retention import expiring
 from core.settings import Settings
 from core.tutor import Tutor
 
@@ -37,7 +40,22 @@ def parser() -> argparse.ArgumentParser:
     )
     pull = commands.add_parser("pull", help="download the model through Ollama")
     pull.add_argument("model", nargs="?", help="the model to pull (default: POLYGLOTT_MODEL)")
+    export = commands.add_parser("export", help="write everything kept about one learner as JSON (a data request)")
+    export.add_argument(
+        "--learner", required=True, help="the learner's id: telegram:user:123, discord:user:456, terminal:<user>"
+    )
+    export.add_argument("--out", type=Path, help="the file to write, readable by its owner only (default: stdout)")
+    report = commands.add_parser("report", help="a class's report: per student, week by week (as /report)")
+    report.add_argument("--channel", required=True, help="the class's channel id, e.g. telegram:-1001234567890")
+    report.add_argument("--csv", type=Path, help="also write it as CSV to this file (the chart goes beside it)")
+    report.add_argument("--weeks", type=_weeks, default=2, help="how many weeks, the latest first (default: 2)")
     return top
+
+
+def _weeks(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 520:
+        raise argparse.ArgumentTypeError("a number of weeks from 1 to 520")
+    return int(value)
 
 
 def adapters(settings: Settings) -> dict[str, Adapter]:
@@ -52,6 +70,17 @@ def adapters(settings: Settings) -> dict[str, Adapter]:
 
         found["discord"] = discord_bot.serve
     return found
+
+
+@contextlib.asynccontextmanager
+async def retention(tutor: Tutor, settings: Settings) -> AsyncIterator[None]:
+    """Old message text deleted now and then daily while the block runs: once per process, not per adapter."""
+    task = asyncio.create_task(expiring(tutor.store, settings.retention_days))
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
 
 
 async def run(settings: Settings) -> int:
@@ -86,7 +115,8 @@ async def run(settings: Settings) -> int:
 
     try:
         log.info("starting", extra={"adapter": ",".join(chosen)})
-        served = await asyncio.gather(*(serve(name, adapter) for name, adapter in chosen.items()))
+        async with retention(tutor, settings):
+            served = await asyncio.gather(*(serve(name, adapter) for name, adapter in chosen.items()))
     finally:
         log.info("stopping", extra={"adapter": ",".join(chosen)})
         for signal in (SIGINT, SIGTERM):
@@ -108,7 +138,8 @@ async def chat(settings: Settings, args: argparse.Namespace) -> int:
         loop.add_signal_handler(SIGTERM, terminal.stop, settings.shutdown_grace)
         loop.add_signal_handler(SIGINT, terminal.stop, 0)
     try:
-        await terminal.run(args.language, args.level, args.native)
+        async with retention(tutor, settings):
+            await terminal.run(args.language, args.level, args.native)
     finally:
         with contextlib.suppress(NotImplementedError):
             for signal in (SIGINT, SIGTERM):
@@ -127,6 +158,40 @@ async def pull(settings: Settings, args: argparse.Namespace) -> int:
     from bots.pull import pull as fetch
 
     return await fetch(settings, args.model)
+
+
+async def export(settings: Settings, args: argparse.Namespace) -> int:
+    """Everything kept about one learner as JSON, to stdout or a file only its owner can read; 1 if unknown."""
+    from core.export import UnknownLearner, dumps, export_learner
+    from core.store import Store
+
+    if not await asyncio.to_thread(Path(settings.db_path).exists):  # no new, empty database as a side effect
+        print(UnknownLearner(args.learner), file=sys.stderr)
+        return 1
+    store = await Store.open(settings.db_path)
+    try:
+        data = await export_learner(store, args.learner)
+    except UnknownLearner as error:
+        print(error, file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    if args.out is None:
+        sys.stdout.write(dumps(data))
+    else:
+        await asyncio.to_thread(_write_private, args.out, dumps(data))
+    return 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
+        out.write(text)
+
+
+async def report(settings: Settings, args: argparse.Namespace) -> int:
+    from bots.report import report as class_report
+
+    return await class_report(settings, args.channel, args.weeks, args.csv)
 
 
 def secrets(settings: Settings) -> list[str]:
@@ -152,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return asyncio.run(run(settings))
-        command = {"chat": chat, "doctor": doctor, "pull": pull}[args.command]
+        command = {"chat": chat, "doctor": doctor, "pull": pull, "export": export, "report": report}[args.command]
         return asyncio.run(command(settings, args))
     except KeyboardInterrupt:
         return 130

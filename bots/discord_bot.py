@@ -37,7 +37,7 @@ from discord.utils import MISSING
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential, wait_random
 
 from core.commands import BY_NAME, COMMANDS, OPTIONS, parse_command
-from core.conversation import REMIND_EVERY, SAVE_CHARS, Conversation, Notice, Origin
+from core.conversation import MAX_DAILY_CAP, REMIND_EVERY, SAVE_CHARS, Conversation, Notice, Origin
 from core.i18n import UI_LANGUAGES, Msg, language_name, render
 from core.languages import Language, suggest
 from core.lesson import Level
@@ -820,10 +820,14 @@ async def set_native(interaction: Interaction, language: str | None = None) -> N
 
 
 @app_commands.command(name="classroom", description=_about("classroom"))
-@app_commands.describe(mode=_option("classroom", "mode"))
+@app_commands.describe(mode=_option("classroom", "mode"), messages=_option("classroom", "messages"))
 @servers_only
-async def classroom(interaction: Interaction, mode: Literal["on", "off"]) -> None:
-    await _bot(interaction).command(interaction, "classroom", [mode])
+async def classroom(
+    interaction: Interaction,
+    mode: Literal["on", "off", "cap"],
+    messages: app_commands.Range[int, 0, MAX_DAILY_CAP] | None = None,
+) -> None:
+    await _bot(interaction).command(interaction, "classroom", _given(mode, None if messages is None else str(messages)))
 
 
 @app_commands.command(name="save", description=_about("save"))

@@ -81,18 +81,24 @@ def loaded() -> Check:
 
 async def checks(settings: Settings, *, quick: bool) -> AsyncIterator[Check]:
     yield loaded()
-    async for check in ollama(settings):
-        yield check
+    if settings.backend == "openai":
+        async for check in openai_engine(settings):
+            yield check
+    else:
+        for host in settings.ollama_hosts:  # every server: a turn may land on any of them
+            async for check in ollama(settings, host):
+                yield check
     yield await database(settings.db_path)
     async for check in tokens(settings, quick=quick):
         yield check
 
 
-async def ollama(settings: Settings) -> AsyncIterator[Check]:
-    """Is Ollama up, is the model installed, and does its context hold NUM_CTX?"""
-    host, name = settings.ollama_host, settings.model
+async def ollama(settings: Settings, host: str | None = None) -> AsyncIterator[Check]:
+    """Is Ollama up at `host` (the first server by default), is the model installed, and does its context hold
+    NUM_CTX?"""
+    host, name = host or settings.ollama_hosts[0], settings.model
     limits = {"connect_timeout": CHECK_TIMEOUT, "first_token_timeout": CHECK_TIMEOUT, "stall_timeout": CHECK_TIMEOUT}
-    model = Model(settings.model_copy(update=limits))
+    model = Model(settings.model_copy(update=limits), host)
     try:
         try:
             version = await model.version()
@@ -139,6 +145,55 @@ async def ollama(settings: Settings) -> AsyncIterator[Check]:
             Mark.OK,
             f"model {name} installed ({about}context length {info.context_length} ≥ NUM_CTX {settings.num_ctx})",
         )
+
+
+async def openai_engine(settings: Settings) -> AsyncIterator[Check]:
+    """POLYGLOTT_BACKEND=openai: does the server answer, does `/v1/models` list the model, and does its context
+    (where the engine says, as vLLM's `max_model_len`) hold NUM_CTX? Nothing is pulled: the engine loads its own."""
+    from core.openai_model import OpenAIModel  # the openai client is slow to import: only for this backend
+
+    url, name = settings.openai_base_url, settings.model
+    limits = {"connect_timeout": CHECK_TIMEOUT, "first_token_timeout": CHECK_TIMEOUT, "stall_timeout": CHECK_TIMEOUT}
+    model = OpenAIModel(settings.model_copy(update=limits))
+    try:
+        served = await model.models()
+    except OllamaUnavailable:
+        yield Check(
+            Mark.FAIL,
+            f"OpenAI-compatible server: nothing answers at {url}",
+            "start the engine (e.g. `vllm serve MODEL`), or set POLYGLOTT_OPENAI_BASE_URL to where it listens",
+        )
+        yield Check(Mark.WARN, f"model {name}: not checked while the server is unreachable")
+        return
+    except ModelFailed as error:
+        fix = "check POLYGLOTT_OPENAI_BASE_URL (it usually ends in /v1) and POLYGLOTT_OPENAI_API_KEY"
+        yield Check(Mark.FAIL, f"OpenAI-compatible server at {url}: {error.detail}", fix)
+        return
+    finally:
+        await model.close()
+    yield Check(Mark.OK, f"OpenAI-compatible server at {url} ({len(served)} model{'s' * (len(served) != 1)} listed)")
+
+    info = next((m for m in served if m.name == name), None)
+    if info is None:
+        listed = ", ".join(m.name for m in served[:5]) or "none"
+        yield Check(
+            Mark.FAIL,
+            f"model {name} is not served at {url} (listed: {listed})",
+            "set POLYGLOTT_MODEL to a name the server lists, or start the engine with this model "
+            "(the engine loads its models itself: there is nothing to pull)",
+        )
+    elif info.context_length is None:
+        about = f"context length not listed: keep NUM_CTX {settings.num_ctx} within the engine's"
+        yield Check(Mark.OK, f"model {name} served ({about})")
+    elif info.context_length < settings.num_ctx:
+        yield Check(
+            Mark.WARN,
+            f"model {name} served, but its context length {info.context_length} is less than NUM_CTX "
+            f"{settings.num_ctx}: the engine would refuse long conversations",
+            f"set POLYGLOTT_NUM_CTX={info.context_length}",
+        )
+    else:
+        yield Check(Mark.OK, f"model {name} served (context length {info.context_length} ≥ NUM_CTX {settings.num_ctx})")
 
 
 def unreachable_fix(host: str) -> str:

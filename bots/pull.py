@@ -7,6 +7,7 @@ import sys
 from collections.abc import AsyncIterator
 from typing import TextIO
 
+from core.engine import open_model
 from core.errors import ModelMissing, OllamaUnavailable, TutorError
 from core.llm import Model, Progress
 from core.settings import Settings
@@ -89,6 +90,8 @@ async def pull(settings: Settings, name: str | None = None, out: TextIO | None =
     """Pull `name` (default: the configured model); 0 once it is installed, 1 with the reason otherwise."""
     name = name or settings.model
     out = out or sys.stdout
+    if settings.backend == "openai":
+        return await served(settings, name, out)
     model = Model(settings)
     interactive = out.isatty()
     bar = Bar(out)
@@ -113,16 +116,47 @@ async def pull(settings: Settings, name: str | None = None, out: TextIO | None =
     return 0
 
 
+async def served(settings: Settings, name: str, out: TextIO) -> int:
+    """POLYGLOTT_BACKEND=openai: there is nothing to download, the engine loads its models itself; say whether it
+    serves `name`. 0 if it does."""
+    model = open_model(settings)
+    try:
+        listed = await model.installed(name)
+    except TutorError as error:
+        out.write(f"✗ {error}\n")
+        return 1
+    finally:
+        await model.close()
+    where = settings.openai_base_url
+    if not listed:
+        out.write(
+            f"✗ {name} is not served at {where}. With POLYGLOTT_BACKEND=openai the engine loads its models itself, "
+            f"so there is nothing to pull: start it with this model (e.g. `vllm serve {name}`).\n"
+        )
+        return 1
+    out.write(f"✓ {name} is served at {where}; the engine loads its models itself, so there is nothing to pull.\n")
+    if name != settings.model:
+        out.write(f"  To tutor with it, set POLYGLOTT_MODEL={name} (now {settings.model}).\n")
+    return 0
+
+
 async def ensure_model(settings: Settings) -> bool:
     """Before `polyglott run` starts the bots: is the model there, or pulled now when AUTO_PULL is on?
 
     An Ollama that is down is no reason to refuse to start: it may come up later, and until then
     learners are told it is unavailable. A missing model, though, would fail every single reply.
     """
-    model = Model(settings)
+    model = open_model(settings)
     try:
         if await model.installed():
             return True
+        if settings.backend == "openai":  # nothing to pull: the engine loads its models itself
+            print(
+                f"The model {settings.model} is not served at {settings.openai_base_url}. Start the engine with it, "
+                "or set POLYGLOTT_MODEL to a model it serves (`polyglott doctor` lists them).",
+                file=sys.stderr,
+            )
+            return False
         if not settings.auto_pull:
             print(
                 f"{ModelMissing(settings.model)}\nInstall it with `polyglott pull`, "
@@ -136,7 +170,7 @@ async def ensure_model(settings: Settings) -> bool:
         log.info("model %s installed", settings.model)
         return True
     except OllamaUnavailable:
-        log.warning("Ollama at %s is unreachable; learners are told so until it answers", settings.ollama_host)
+        log.warning("the model server at %s is unreachable; learners are told so until it answers", model.host)
         return True
     except TutorError as error:
         log.error("could not pull the model: %s", error)

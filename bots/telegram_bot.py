@@ -860,6 +860,9 @@ class TelegramBot:
         async def may_teach() -> bool:
             return await self._may_teach(place, user.id if user else None, sender_chat)
 
+        async def teaches(channel: str) -> bool:
+            return await self._teaches(channel, user.id if user else None)
+
         return Origin(
             place.channel,
             learner,
@@ -867,6 +870,7 @@ class TelegramBot:
             locale=user.language_code if user else None,
             may_teach=may_teach,
             hears_all=bool(self.application.bot.can_read_all_group_messages),
+            teaches=teaches,
         )
 
     async def _answers_all(self, place: Place) -> bool:
@@ -905,6 +909,14 @@ class TelegramBot:
             log.warning("admin check failed", extra={**_extra(place), "error": type(error).__name__})
             return False
         return member.status in (ChatMemberStatus.OWNER, ChatMemberStatus.ADMINISTRATOR)
+
+    async def _teaches(self, channel_id: str, user_id: int | None) -> bool:
+        """Whether a user is an admin of another chat, a group (a report's link is followed in the private chat):
+        asked of Telegram, which answers for any group the bot is in, whichever chat the question comes from."""
+        place = Place.parse(channel_id)
+        if place is None or not place.group or user_id is None:
+            return False
+        return await self._may_teach(place, user_id, None)
 
 
 def build_application(

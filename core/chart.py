@@ -1,4 +1,5 @@
 """The progress chart as a PNG: weekly activity beside this week's and last week's mistakes by category.
+A class's chart (`/report`) is the same figure, with how many students wrote over each week's bar.
 
 Matplotlib's object-oriented API on the Agg canvas, never pyplot (its global figure manager is not
 thread-safe). The text arrives rendered (`ChartText`), so this module knows no reader and no catalog.
@@ -47,6 +48,18 @@ class ChartData:
 
 
 @dataclass(frozen=True)
+class ClassChartData:
+    """A class's chart (`/report`): like `ChartData`, with over each week's bar how many `students` wrote."""
+
+    weeks: tuple[str, ...]
+    messages: tuple[int, ...]
+    students: tuple[int, ...]
+    categories: tuple[str, ...]
+    this_week: tuple[int, ...]
+    last_week: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class ChartText:
     """The chart's words, already in the reader's language."""
 
@@ -60,20 +73,37 @@ class ChartText:
 
 def render_png(data: ChartData, text: ChartText) -> bytes:
     """The chart as PNG bytes (~80 ms once warm: call it through `render_png_async` from the event loop)."""
-    global _canvas
-    with _lock:
-        if _canvas is None:
-            _canvas = _Canvas()
-        try:
-            return _canvas.render(data, text)
-        except BaseException:
-            _canvas = None  # half re-filled: build a fresh one next time
-            raise
+    return _render(data, text, ())
 
 
 async def render_png_async(data: ChartData, text: ChartText) -> bytes:
     """`render_png` in a worker thread, off the event loop."""
     return await asyncio.to_thread(render_png, data, text)
+
+
+def render_class_png(data: ClassChartData, text: ChartText) -> bytes:
+    """A class's chart as PNG bytes: the same figure as a learner's, each week's bar labelled with how many
+    students wrote that week, if any (call it through `render_class_png_async` from the event loop)."""
+    bars = ChartData(data.weeks, data.messages, data.categories, data.this_week, data.last_week)
+    return _render(bars, text, tuple(str(n) if n else "" for n in data.students))
+
+
+async def render_class_png_async(data: ClassChartData, text: ChartText) -> bytes:
+    """`render_class_png` in a worker thread, off the event loop."""
+    return await asyncio.to_thread(render_class_png, data, text)
+
+
+def _render(data: ChartData, text: ChartText, over: tuple[str, ...]) -> bytes:
+    """One chart on the one figure, under the lock."""
+    global _canvas
+    with _lock:
+        if _canvas is None:
+            _canvas = _Canvas()
+        try:
+            return _canvas.render(data, text, over)
+        except BaseException:
+            _canvas = None  # half re-filled: build a fresh one next time
+            raise
 
 
 def warm() -> None:
@@ -114,25 +144,33 @@ class _Canvas:
             0.5, 0.5, "", ha="center", va="center", fontsize=9, transform=self.mistakes.transAxes
         )
         self.bars: list[BarContainer] = []
+        self.over: list[Text] = []  # the labels over the activity bars (a class's chart)
+        self.margin = self.activity.get_ymargin()
 
-    def render(self, data: ChartData, text: ChartText) -> bytes:
+    def render(self, data: ChartData, text: ChartText, over: tuple[str, ...] = ()) -> bytes:
         import matplotlib
 
         for bars in self.bars:
             bars.remove()
+        for label in self.over:
+            label.remove()
         self.title.set_text(text.title)
-        self.bars = [self._activity(self.activity, data, text)]
+        activity = self._activity(self.activity, data, text, over)
+        self.bars = [activity]
+        self.over = list(self.activity.bar_label(activity, over, fontsize=8, padding=2)) if over else []
         self.bars += self._mistakes(self.mistakes, data, text)
         out = BytesIO()
         with matplotlib.rc_context({"text.hinting": "no_hinting"}):  # 10% faster, and as legible at this size
-            self.figure.savefig(out, format="png", dpi=DPI)
+            # zlib's fastest level: 10 ms instead of 18 ms for a file 20% larger (about 23 KB instead of 19 KB).
+            self.figure.savefig(out, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
         return out.getvalue()
 
-    def _activity(self, axes: Axes, data: ChartData, text: ChartText) -> BarContainer:
+    def _activity(self, axes: Axes, data: ChartData, text: ChartText, over: tuple[str, ...]) -> BarContainer:
         positions = range(len(data.weeks))
         bars = axes.bar(positions, data.messages, color=_ACTIVITY, width=0.7)
         axes.set_xticks(positions, data.weeks, rotation=45, ha="right", fontsize=8)
         axes.set_title(text.activity, fontsize=10)
+        axes.set_ymargin(0.15 if over else self.margin)  # room for the labels over the bars
         axes.relim()
         axes.autoscale_view()
         return bars

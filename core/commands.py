@@ -27,12 +27,20 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("status", _("Show this chat's lesson")),
     Spec("reset", _("Forget this chat's conversation"), teacher=True),
     Spec("stop", _("Pause the lesson (/learn resumes it)"), teacher=True),
-    Spec("classroom", _("Answer every message here, or only mentions"), "on|off", teacher=True, groups_only=True),
+    Spec(
+        "classroom",
+        _("Answer every message here, or only mentions"),
+        "on|off|cap <n>|cap off",
+        teacher=True,
+        groups_only=True,
+    ),
     Spec("review", _("Review your cards: your corrected mistakes and new words")),
     Spec("save", _("Save a word or phrase to review"), "<word or phrase>"),
     Spec("progress", _("Your progress: this week beside the last, with a chart")),
+    Spec("report", _("The class's progress, per student, for the teacher alone"), teacher=True, groups_only=True),
     Spec("remind", _("A daily reminder when cards are due (private chats)"), "on|off"),
     Spec("mydata", _("See or delete what I keep about you")),
+    Spec("forget", _("Delete everything I keep about you")),
     Spec("help", _("What I can do")),
 )
 BY_NAME: dict[str, Spec] = {spec.name: spec for spec in COMMANDS}
@@ -44,7 +52,10 @@ OPTIONS: dict[str, dict[str, Msg]] = {
     },
     "level": {"level": _("A1 is a beginner, C2 near-native")},
     "native": {"language": _("The language I explain mistakes in")},
-    "classroom": {"mode": _("on: answer every message; off: only when mentioned or replied to")},
+    "classroom": {
+        "mode": _("on: answer every message; off: only mentions and replies; cap: a daily limit"),
+        "messages": _("With cap: messages a day per student here (0 lifts the limit)"),
+    },
     "save": {"phrase": _("A word or phrase in the language you are learning")},
     "remind": {"mode": _("on: one message a day when cards are due; off: none")},
 }

@@ -13,18 +13,20 @@ import contextlib
 import csv
 import io
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 
+from . import report
 from .answer import answer, quietly
-from .chart import render_png_async
+from .chart import render_class_png_async, render_png_async
 from .cleaning import clean
 from .commands import BY_NAME, learn_arguments
 from .deck import Card, Kind, Rating
-from .errors import InvalidLevel, NoLesson, NotTeacher, TutorError, UnknownLanguage
+from .errors import DailyCapReached, InvalidLevel, NoLesson, NotTeacher, TutorError, UnknownLanguage
 from .i18n import UI_LANGUAGES, Msg, Voice, _, _n, render
 from .languages import POPULAR, Language, by_code, find_language
 from .lesson import Lesson, Level
@@ -45,6 +47,10 @@ async def _yes() -> bool:
     return True
 
 
+async def _not_there(channel: str) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class Origin:
     """Who caused an event, and where.
@@ -52,7 +58,9 @@ class Origin:
     `may_teach` is asked, fresh, each time the event would change a lesson (a cached admin status could be
     stale: a demoted teacher must not keep the keys). `locale` is the language the person's app is set to,
     if the platform says (`de`, `pt-BR`). `hears_all`: whether the bot can read every message in this group,
-    which a classroom that answers everyone needs.
+    which a classroom that answers everyone needs. `teaches(channel)` asks the platform, as freshly, whether
+    the person is a teacher of another chat, a group named by its channel id: a link into the private chat
+    that opens a group's report is checked there (no, where the platform cannot tell).
     """
 
     channel: Channel
@@ -61,6 +69,7 @@ class Origin:
     locale: str | None = None
     may_teach: Callable[[], Awaitable[bool]] = _yes
     hears_all: bool = False
+    teaches: Callable[[str], Awaitable[bool]] = _not_there
 
 
 class Notice(Enum):
@@ -92,6 +101,12 @@ HELP_INTRO = _(
     "level and point out mistakes as we go."
 )
 HELP_GROUP = _("In a group, mention me or reply to my messages; teachers change the lesson.")
+TEACHER_SEES = _(
+    "Your teachers can see the class's progress (/report): for each student, messages, mistakes by kind and "
+    "cards, never what you wrote. /progress shows you your own."
+)
+REPORT_WEEKS = report.REPORT_WEEKS  # /report: this week beside the week before
+_REPORTED = re.compile(r"report:[a-z]+:-?[0-9]+(?::[0-9]+)?")  # a report's `again`: a platform's channel id
 HELP_QUIT = _("Leave")
 CSV_COLUMNS = ("channel", "time_utc", "role", "text")  # the columns of /mydata's export
 CARD_COLUMNS = ("language", "kind", "wrong", "right", "meaning", "context", "category", "due_utc", "reviews")
@@ -105,6 +120,8 @@ RESTARTED_LATE = _(
 PROGRESS_WEEKS = 8  # the chart's weeks of activity
 WEEK = 7 * 86_400.0
 SAVE_CHARS = 100  # a word or phrase to save, not a paragraph
+CAP_USAGE = _("/classroom cap <n> limits each student to n messages a day here; /classroom cap off lifts it.")
+MAX_DAILY_CAP = 10_000
 LATE_NOTE_WITHIN = 86_400.0  # seconds: older unanswered messages (from before an upgrade, say) get no note at all
 
 # For recovery: a surface on a stored channel, quoting a stored platform message id where it can.
@@ -145,6 +162,11 @@ class Conversation:
                 return
             except NoLesson:
                 await self._deliver(origin, surface, say, [await self._no_lesson(origin, say)])
+                return
+            except DailyCapReached as capped:  # one note a day, theirs alone; after it, silence until tomorrow
+                if not capped.told:
+                    own = Voice(await self._own_language(origin))
+                    await self._deliver(origin, surface, own, [Note(own(capped.message), private=origin.channel.group)])
                 return
             except TutorError as error:
                 await self._deliver(origin, surface, say, [Note(say(error.message))])
@@ -339,6 +361,8 @@ class Conversation:
 
     async def _cmd_start(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
         welcome = say(WELCOME_GROUP if origin.channel.group else WELCOME_PRIVATE)
+        if origin.channel.group:
+            welcome += " " + say(TEACHER_SEES)
         lesson = await self.tutor.lesson(origin.channel)
         if lesson is None:
             return [Note(f"{welcome}\n\n{say(PICK_LANGUAGE)}", language_buttons())]
@@ -354,7 +378,7 @@ class Conversation:
             lines.append(f"/quit — {say(HELP_QUIT)}")
         parts = [say(HELP_INTRO), "\n".join(lines)]
         if origin.channel.group:
-            parts.append(say(HELP_GROUP))
+            parts.append(say(HELP_GROUP) + " " + say(TEACHER_SEES))
         parts.append(say(PRIVACY))
         return [Note("\n\n".join(parts))]
 
@@ -421,8 +445,11 @@ class Conversation:
 
     async def _cmd_classroom(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
         mode = args[0].casefold() if args else ""
+        if mode == "cap":
+            return await self._classroom_cap(origin, args[1:], say)
         if mode not in ("on", "off"):
-            return [Note(say(_("Send /classroom on to answer every message here, or /classroom off.")))]
+            usage = say(_("Send /classroom on to answer every message here, or /classroom off."))
+            return [Note(f"{usage} {say(CAP_USAGE)}")]
         await self._teacher(origin)
         lesson = await self.tutor.set_answer_all(origin.channel, mode == "on")
         if not lesson.answer_all:
@@ -442,8 +469,41 @@ class Conversation:
             )
         return [Note(say(cannot))]
 
+    async def _classroom_cap(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        """`/classroom cap <n>`: each student's messages a day in this group; `off` (or 0) lifts it, and the bot's
+        POLYGLOTT_DAILY_MESSAGES applies again; alone, what applies now."""
+        value = args[0].casefold() if args else ""
+        if not value:
+            return [Note(f"{say(self._cap_state(await self._lesson(origin)))} {say(CAP_USAGE)}")]
+        if value in ("off", "0"):
+            cap = None
+        elif value.isascii() and value.isdigit() and int(value) <= MAX_DAILY_CAP:
+            cap = int(value)
+        else:
+            return [Note(say(CAP_USAGE))]
+        await self._teacher(origin)
+        return [Note(say(self._cap_state(await self.tutor.set_daily_cap(origin.channel, cap))))]
+
+    def _cap_state(self, lesson: Lesson) -> Msg:
+        if lesson.daily_cap:
+            return _n(
+                "Each student can write {n} message a day here.",
+                "Each student can write {n} messages a day here.",
+                lesson.daily_cap,
+            )
+        if self.tutor.settings.daily_messages is not None:
+            return _n(
+                "Each student can write {n} message a day (the bot's limit).",
+                "Each student can write {n} messages a day (the bot's limit).",
+                self.tutor.settings.daily_messages,
+            )
+        return _("There is no daily limit here.")
+
     async def _cmd_mydata(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
         return await self._my_data(origin)
+
+    async def _cmd_forget(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        return await self._forget_asked(origin)
 
     async def _cmd_review(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
         lesson = await self.tutor.lesson(origin.channel)
@@ -467,6 +527,10 @@ class Conversation:
     async def _cmd_progress(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
         lesson = await self.tutor.lesson(origin.channel)
         return await self._progress(origin, lesson.language.code if lesson else None)
+
+    async def _cmd_report(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        await self._teacher(origin)
+        return await self._report(origin, origin.channel.id)
 
     async def _cmd_remind(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
         own = Voice(await self._own_language(origin))
@@ -509,6 +573,8 @@ class Conversation:
                     return await self._review(origin, language[0] if language else None)
                 case "progress", [*language] if len(language) <= 1:
                     return await self._progress(origin, language[0] if language else None)
+                case "report", [_platform, _chat, *_topic] as channel if len(_topic) <= 1:
+                    return await self._report_opened(origin, ":".join(channel))
                 case "rv", ["a", card, reps, session]:
                     own = Voice(await self._own_language(origin))
                     reveal = self.reviews.reveal(
@@ -522,15 +588,11 @@ class Conversation:
                     )
                     return [await rate]
                 case "forget", []:
-                    own = Voice(await self._own_language(origin))
-                    confirm = Button(own(_("Yes, delete everything")), "forget:yes")
-                    question = own(
-                        _("Delete every message of yours and everything I know about you? This cannot be undone.")
-                    )
-                    return [Note(question, ((confirm,),), private=True, again="forget", replaces=True)]
+                    return await self._forget_asked(origin)
                 case "forget", ["yes"]:
                     own = Voice(await self._own_language(origin))
-                    deleted = await self.tutor.forget_learner(origin.learner.id)
+                    private = () if origin.channel.group else (origin.channel.id,)  # pressed in their private chat
+                    deleted = await self.tutor.forget_learner(origin.learner.id, private)
                     done = _n(
                         "Done: I deleted {n} message and everything I knew about you.",
                         "Done: I deleted {n} messages and everything I knew about you.",
@@ -637,6 +699,35 @@ class Conversation:
             Attachment("polyglott-progress.png", png, caption, "image/png", private=private, again=again),
         ]
 
+    # Reports for teachers
+
+    async def _report(self, origin: Origin, channel: str) -> list[Outcome]:
+        """A class's report, for its teacher alone and in their language: the figures, a CSV and a chart. It
+        is confidential (`again`): where the platform cannot write to the teacher privately, a link into the
+        private chat opens it there, once the platform has said again that they teach this class."""
+        own = Voice(await self._own_language(origin))
+        figures = await report.gather(self.store, channel, self.clock(), REPORT_WEEKS)
+        png = await render_class_png_async(report.chart_data(figures, own), report.chart_text(figures, own))
+        again = f"report:{channel}"
+        rows = own(_("The class's weeks as a spreadsheet (CSV): one row per student and week."))
+        chart = own(_("The class's weeks in a chart"))
+        text = report.describe(figures, own)
+        return [
+            Note(text, private=True, again=again, table=report.table(figures, own)),
+            Attachment("polyglott-report.csv", report.to_csv(figures), rows, private=True, again=again),
+            Attachment("polyglott-report.png", png, chart, "image/png", private=True, again=again),
+        ]
+
+    async def _report_opened(self, origin: Origin, channel: str) -> list[Outcome]:
+        """A report's link followed in the private chat (or its action pressed): the person must still teach
+        that group, which only the platform can say (`Origin.teaches`); in the group itself, `may_teach`."""
+        if channel == origin.channel.id and origin.channel.group:
+            await self._teacher(origin)
+        elif not await origin.teaches(channel):
+            log.info("refused: not a teacher", extra=_extra(origin))
+            raise NotTeacher()
+        return await self._report(origin, channel)
+
     async def remind(self, platform: str, revive: Revive) -> int:
         """Remind the learners of `platform` who asked for it and have cards due, in the hour they usually
         practise; returns how many were reminded. One who blocked the bot is never written to again."""
@@ -713,6 +804,13 @@ class Conversation:
             )
             files.append(_csv("polyglott-my-cards.csv", CARD_COLUMNS, deck, say(caption)))
         return [*files, Note(say(_("You can delete all of it at any time.")), delete, private=True, again="mydata")]
+
+    async def _forget_asked(self, origin: Origin) -> list[Outcome]:
+        """Deleting everything takes a second press: on this button (`forget:yes`)."""
+        own = Voice(await self._own_language(origin))
+        confirm = Button(own(_("Yes, delete everything")), "forget:yes")
+        question = own(_("Delete every message of yours and everything I know about you? This cannot be undone."))
+        return [Note(question, ((confirm,),), private=True, again="forget", replaces=True)]
 
     # Delivery
 
@@ -867,8 +965,11 @@ def _place(origin: Origin) -> Place:
 
 
 def _reopenable(action: str) -> bool:
-    """What a link into the private chat may press: what only shows something, for any language code."""
+    """What a link into the private chat may press: what only shows something, for any language code; and a
+    group's report (`report:<channel>`), which asks the platform whether the person teaches there."""
     kind, _sep, language = action.partition(":")
+    if kind == "report":
+        return _REPORTED.fullmatch(action) is not None
     return action in REOPENABLE or (kind in ("review", "progress") and language.isalpha() and len(language) <= 3)
 
 

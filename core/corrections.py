@@ -51,6 +51,7 @@ class Said:
 
     author: str | None
     text: str
+    name: str = ""  # how the reply addresses them, when it answers several
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ class _Checker:
     """The checks of one reply, with what it has kept so far."""
 
     def __init__(self, said: Sequence[Said], language: str, native: str, tutor_before: str, findings: Findings) -> None:
-        self.said = [Said(s.author, unicodedata.normalize("NFC", s.text)) for s in said]
+        self.said = [Said(s.author, unicodedata.normalize("NFC", s.text), s.name) for s in said]
         self.folded_said = [_folded(s.text) for s in self.said]
         self.language = language
         self.native = native
@@ -277,20 +278,22 @@ class _Checker:
         self.seen: set[tuple[str | None, str]] = set()  # the corrections kept: author and quote
         self.seen_words: set[str] = set()  # the words kept
 
-    def correction(self, parsed: Parsed) -> Correction | None:
-        if len(self.seen) >= MAX_CORRECTIONS:
-            return None
+    def correction(self, parsed: Parsed, prose: str = "") -> Correction | None:
         quote = _fold(unicodedata.normalize("NFC", parsed.wrong))
         if _find(quote, self.tutor_before):
             return None  # the tutor's own words (or the learner repeating them): not the learner's error
+        addressed = self._addressed(prose)
         found = None
         for said, (folded, origin) in zip(self.said, self.folded_said, strict=True):
             match = _find(quote, folded)
-            if match:  # the latest message that has the words: the one the reply answers first
+            if match and (found is None or found[0] is not addressed):
+                # The student the reply is speaking to has the words, or else the latest message that has them.
                 found = said, said.text[origin[match.start()] : origin[match.end() - 1] + 1]
         if found is None:
             return None
         said, wrong = found
+        if sum(author == said.author for author, _ in self.seen) >= MAX_CORRECTIONS:
+            return None
         if _key(wrong) == _key(parsed.fix) or not is_local_edit(wrong, parsed.fix):
             return None
         if (said.author, _key(wrong)) in self.seen:
@@ -299,6 +302,18 @@ class _Checker:
         correction = Correction(wrong, parsed.fix, parsed.category, parsed.explanation, said.author, said.text)
         self.findings.corrections.append(correction)
         return correction
+
+    def _addressed(self, prose: str) -> Said | None:
+        """In a reply to several students, the one the latest paragraph naming a student speaks to."""
+        named = [(s, _fold(s.name.split()[0])) for s in self.said if s.name.split()]
+        if len(named) < 2:
+            return None
+        for line in reversed(prose.split("\n")):
+            head = _fold(line)[:80]
+            for said, name in named:
+                if _find(name, head):
+                    return said
+        return None
 
     def word(self, word: str, translation: str, prose: str) -> NewWord | None:
         if len(self.seen_words) >= MAX_WORDS or len(word.split()) > MAX_WORD_TOKENS:
@@ -392,7 +407,7 @@ class _Filter:
             segment = tail[start:end]
             if segment[0] == _PENCIL and _ARROW.search(segment):
                 parsed = parse_correction(segment, self.checker.language)
-                correction = self.checker.correction(parsed) if parsed else None
+                correction = self.checker.correction(parsed, prose) if parsed else None
                 if correction is not None:
                     kept.append(correction_line(correction, self.checker.native))
             elif segment[0] == _BOOK and _WORD_SEPARATOR.search(segment):

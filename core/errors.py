@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .i18n import Msg, _
+from .i18n import Msg, _, _n
 
 if TYPE_CHECKING:
     from .languages import Language
@@ -97,6 +97,10 @@ class ReplyDiscarded(TutorError):
         super().__init__(_("That reply was discarded."))
 
 
+class AnsweredTogether(ReplyDiscarded):
+    """In a busy group this message is answered in the reply to another student's, along with theirs."""
+
+
 class PullFailed(TutorError):
     """Ollama could not fetch a model: most often a misspelt name or tag."""
 
@@ -110,3 +114,47 @@ class PullFailed(TutorError):
                 detail=detail,
             )
         )
+
+
+class DailyCapReached(TutorError):
+    """The learner wrote their messages for today (`POLYGLOTT_DAILY_MESSAGES`, or the group's `/classroom cap`).
+    The first time in a day `error.message` is the note to show them; `told`: they had it already today, and
+    nothing is said (the message is not stored, so no restart answers it)."""
+
+    def __init__(self, cap: int, *, told: bool = False) -> None:
+        self.cap = cap
+        self.told = told
+        super().__init__(
+            _n(
+                "Great work today! You've written {n} message, today's limit, so I'll answer again tomorrow "
+                "(the day starts at midnight UTC).",
+                "Great work today! You've written {n} messages, today's limit, so I'll answer again tomorrow "
+                "(the day starts at midnight UTC).",
+                cap,
+            )
+        )
+
+
+class MessageWithheld(TutorError):
+    """The safety classifier flagged the learner's message: it is not stored and the model never sees it."""
+
+    def __init__(self) -> None:
+        super().__init__(_("Let's keep our chat kind and safe, so I won't answer that message. Back to the lesson!"))
+
+
+class ScreeningUnavailable(TutorError):
+    """The safety classifier could not be asked (Ollama down, its model not installed, an error): nothing is
+    answered unscreened."""
+
+    def __init__(self, model: str, *, missing: bool = False) -> None:
+        self.model = model
+        self.missing = missing
+        if missing:
+            message = _(
+                "The safety check's model {model} is not installed, so I can't answer. The operator can add it "
+                "with `ollama pull {model}`.",
+                model=model,
+            )
+        else:
+            message = _("I can't check messages for safety right now, so I can't answer. Please try again in a moment.")
+        super().__init__(message)

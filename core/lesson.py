@@ -79,3 +79,4 @@ class Lesson:
     group: bool = False
     active: bool = True
     answer_all: bool = False  # in a group: answer every message, not only those addressed to the tutor
+    daily_cap: int | None = None  # in a group: each student's messages a day here, set by a teacher (/classroom cap)

@@ -19,6 +19,9 @@ POOL_SPARE = 4  # connections beyond MAX_PARALLEL streams, for doctor's checks a
 # httpx's own read timeout sits this far above our first-token and stall limits, so ours always fire first (with a
 # clear reason) and httpx's only bounds the calls that have no limit of their own (show, pull, version).
 READ_MARGIN = 1.0
+# A classifier's answer is a word or two ("safe", "unsafe\nS1"); its own prompt plus a learner's message or a
+# reply fits well inside 4096 tokens. Constant, so the loaded classifier is never reloaded for other options.
+CLASSIFY_OPTIONS = {"temperature": 0, "num_predict": 16, "num_ctx": 4096}
 
 
 class _GaveUp(Exception):
@@ -68,8 +71,8 @@ class Progress:
 class Model:
     """Streams chat completions from the configured model with the tutoring options always set."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.host = settings.ollama_host
+    def __init__(self, settings: Settings, host: str | None = None) -> None:
+        self.host = host or settings.ollama_hosts[0]
         self.name = settings.model
         self._keep_alive = settings.keep_alive
         self._options = {
@@ -158,8 +161,37 @@ class Model:
         if last != "success":
             raise PullFailed(name, f"Ollama stopped at “{last or 'nothing'}”")
 
-    async def stream(self, messages: Sequence[Mapping[str, str]]) -> AsyncGenerator[Delta, None]:
+    async def classify(self, model: str, messages: Sequence[Mapping[str, str]]) -> str:
+        """The short answer of another model on this Ollama (the safety classifier), not streamed, at temperature
+        0; a `TutorError` subclass on any failure (`ModelMissing(model)` when it is not installed)."""
+        try:
+            async with asyncio.timeout(self._first_token_timeout):  # loading it may come first, as for a reply
+                response = await self.client.chat(
+                    model=model,
+                    messages=list(messages),
+                    stream=False,
+                    options=CLASSIFY_OPTIONS,
+                    keep_alive=self._keep_alive,
+                )
+        except ResponseError as error:
+            if error.status_code == 404 and "not found" in str(error.error).lower():
+                raise ModelMissing(model) from error
+            raise ModelFailed(f"{error.status_code}: {error.error}") from error
+        except (ConnectionError, httpx.ConnectError, httpx.ConnectTimeout) as error:
+            raise OllamaUnavailable(self.host) from error
+        except TimeoutError as error:
+            raise ModelFailed(f"no answer within {self._first_token_timeout:g} s") from error
+        except Exception as error:  # httpx, pydantic or json: never the error's text, which may quote the input
+            raise ModelFailed(_name(error)) from error
+        return response.message.content or ""
+
+    async def stream(
+        self, messages: Sequence[Mapping[str, str]], *, num_predict: int | None = None
+    ) -> AsyncGenerator[Delta, None]:
         """Yield the reply as it is written; raise a `TutorError` subclass on any failure, nothing else.
+
+        `num_predict` overrides the reply's length limit (a reply to several students at once needs more room);
+        it is a sampling option, so the loaded model stays loaded.
 
         Failing after some text is `ReplyInterrupted` (what was shown stays, marked), before any text another
         `TutorError` (a short message). Our own limits bound the first token, every gap between two tokens and the
@@ -174,7 +206,7 @@ class Model:
                 messages=list(messages),
                 stream=True,
                 think=False,  # a thinking model would otherwise spend the budget on hidden text
-                options=self._options,
+                options=self._options if num_predict is None else {**self._options, "num_predict": num_predict},
                 keep_alive=self._keep_alive,
             )
             loop = asyncio.get_running_loop()

@@ -87,7 +87,8 @@ def configure(level: str = "INFO", secrets: Iterable[str] = (), content: bool = 
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Libraries log request URLs, and a Telegram URL contains the bot token.
-    for noisy in ("httpx", "httpcore", "telegram", "discord", "aiosqlite"):
+    # openai's debug lines hold whole requests, messages included; httpx2 and httpcore2 are its HTTP stack.
+    for noisy in ("httpx", "httpcore", "httpx2", "httpcore2", "openai", "telegram", "discord", "aiosqlite"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
 
 

@@ -11,17 +11,28 @@ CORRECTION_MARK = "✏️"
 WORD_MARK = "📘"
 
 
-def system_prompt(lesson: Lesson, learner_name: str | None = None) -> str:
-    """One prompt per lesson, identical from turn to turn so Ollama can reuse its cache."""
+# Minors mode (POLYGLOTT_MINORS): part of the system prompt, so the prompt stays the same from turn to turn.
+MINORS = """Safety: your learners are children and teenagers.
+- Keep every message suitable for them. If a learner brings up personal details, romance, sex, violence, drugs \
+or anything else unsafe, do not go into it: kindly steer back to the lesson with a question about its topic.
+- Never ask for personal data: no full names, ages, addresses, schools, phone numbers, photos, accounts or where \
+they are; if a learner shares some, do not repeat it. Never suggest meeting or talking anywhere else."""
+
+
+def system_prompt(lesson: Lesson, learner_name: str | None = None, *, minors: bool = False) -> str:
+    """One prompt per lesson, identical from turn to turn so Ollama can reuse its cache; `minors` adds the
+    safety paragraph for classrooms of minors."""
     target, native, level = lesson.language.name, lesson.native.name, lesson.level
     kinds = ", ".join([k for k in categories(lesson.language.code) if k != OTHER] + [OTHER])
     who = (
         "a class of students in a group chat. Each student message starts with the student's name and a colon, "
         "like 'Ana: ...'. Answer the student who wrote last, address them by name, and never write a line "
-        "that starts with a name and a colon yourself"
+        "that starts with a name and a colon yourself. When several students are waiting, you are told so: "
+        "then answer each of them in turn"
         if lesson.group
         else (f"one learner called {learner_name}" if learner_name else "one learner")
     )
+    safety = f"{MINORS}\n\n" if minors else ""
     return f"""You are a warm, patient {target} tutor chatting with {who}.
 The learner is at CEFR level {level}, someone who {level.can_do}. Their own language is {native}.
 
@@ -31,7 +42,7 @@ How you write:
 - React to what the learner said, then ask exactly one question to keep the conversation going.
 - Be encouraging; praise real effort; never shame a mistake.
 
-Corrections:
+{safety}Corrections:
 - Only in the learner's latest message, only real errors a native speaker would call wrong: not informal \
 style, punctuation, or an accent that changes nothing.
 - At most three, each on its own line after your reply, in this form (none if there are no real errors):
@@ -65,16 +76,28 @@ def reminder(lesson: Lesson) -> str:
     )
 
 
-def self_correction(categories: Sequence[str]) -> str:
+def self_correction(categories: Sequence[str], name: str | None = None) -> str:
     """Said in the learner's latest turn when they keep making the same kinds of error: getting a learner to
-    correct themselves teaches more than giving the answer (Lyster & Saito 2010)."""
+    correct themselves teaches more than giving the answer (Lyster & Saito 2010). `name`: which student, when
+    one reply answers several."""
     if not categories:
         return ""
     kinds = _listed([f'"{category}"' for category in categories])
+    who = name or "This learner"
     return (
-        f"This learner keeps making {kinds} errors. If their latest message has one again and you have not just "
+        f"{who} keeps making {kinds} errors. If their latest message has one again and you have not just "
         f"asked them about it, do not write its {CORRECTION_MARK} line yet: point to the words and ask them to "
         "correct it themselves. If you just asked, correct it as usual."
+    )
+
+
+def together(names: Sequence[str]) -> str:
+    """Said in the latest turn when several students of a group are waiting: one reply answers them all, so that
+    a class writing at once is not answered one message at a time at the platform's pace."""
+    return (
+        f"{_listed(names)} are all waiting for your answer. Answer each of them in turn, in the order they wrote: "
+        "for each, one or two sentences that start with their name, then that student's own correction lines "
+        "(corrections of their words only). End with one question for everyone."
     )
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from platformdirs import user_data_path
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -35,6 +35,11 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:11434",
         validation_alias=AliasChoices("POLYGLOTT_OLLAMA_HOST", "OLLAMA_HOST", "ollama_host"),
     )
+    # Which engine serves the model: Ollama, or any OpenAI-compatible chat-completions server (vLLM, SGLang,
+    # llama.cpp's server, LM Studio) at OPENAI_BASE_URL, with OPENAI_API_KEY if it wants one (core/openai_model.py).
+    backend: Literal["ollama", "openai"] = "ollama"
+    openai_base_url: str = "http://127.0.0.1:8000/v1"
+    openai_api_key: SecretStr | None = None
     model: str = "qwen2.5:7b"
     num_ctx: int = Field(default=8192, ge=512)
     temperature: float = Field(default=0.7, ge=0)
@@ -72,6 +77,14 @@ class Settings(BaseSettings):
     # FSRS's default; higher means more reviews). A typed answer may count as right without its accents.
     desired_retention: float = Field(default=0.9, gt=0.5, lt=1)
     review_ignore_accents: bool = False
+    # Classrooms and minors. Message text older than this many days is deleted every day (statistics without
+    # text stay). A learner's messages per day (None: no cap; a teacher sets one per group with /classroom cap).
+    # Minors mode: no content logging, a tutor that steers back to the lesson, and, with a moderation model
+    # (e.g. llama-guard3:1b), every learner message and every reply screened before it is shown.
+    retention_days: int = Field(default=365, ge=1)
+    daily_messages: int | None = Field(default=None, ge=1)
+    minors: bool = False
+    moderation_model: str | None = None
 
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"
@@ -91,21 +104,60 @@ class Settings(BaseSettings):
     def _ids(cls, value: object) -> object:
         return _split_ids(value)
 
+    @field_validator("minors")
+    @classmethod
+    def _no_content_logs_for_minors(cls, value: bool, info: ValidationInfo) -> bool:
+        """Minors mode refuses to start with content logging on, rather than quietly turning it off: the operator
+        asked for both, and must choose (log_content is validated first: it is declared first)."""
+        if value and info.data.get("log_content"):
+            raise ValueError(
+                "minors mode cannot log what learners write: set POLYGLOTT_LOG_CONTENT=false (or turn minors mode off)"
+            )
+        return value
+
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _backend(cls, value: object) -> object:
+        return value.strip().lower() if isinstance(value, str) else value
+
+    @field_validator("openai_base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        """The client joins `/chat/completions` to it: no trailing slash, and a scheme for a bare `host:port/v1`."""
+        value = value.strip().rstrip("/")
+        return value if "://" in value else f"http://{value}"
+
     @field_validator("ollama_host")
     @classmethod
     def _host(cls, value: str) -> str:
-        """Ollama's own `OLLAMA_HOST` may be a bare `0.0.0.0:11434`; the client wants a URL."""
-        value = value.strip().rstrip("/")
-        if "://" not in value:
-            value = f"http://{value}"
-        return value.replace("://0.0.0.0", "://127.0.0.1")
+        """One server or several, comma-separated. Ollama's own `OLLAMA_HOST` may be a bare `0.0.0.0:11434`; the
+        client wants a URL."""
+        hosts = []
+        for host in value.split(","):
+            host = host.strip().rstrip("/")
+            if not host:
+                continue
+            if "://" not in host:
+                host = f"http://{host}"
+            hosts.append(host.replace("://0.0.0.0", "://127.0.0.1"))
+        if not hosts:
+            raise ValueError("no Ollama server given")
+        return ",".join(hosts)
+
+    @property
+    def ollama_hosts(self) -> list[str]:
+        """Every Ollama server, in the order given: each gets MAX_PARALLEL requests at a time."""
+        return self.ollama_host.split(",")
 
     @field_validator(
         "telegram_token",
         "discord_token",
         "telegram_webhook_url",
         "telegram_webhook_secret",
+        "openai_api_key",
         "discord_teacher_role",
+        "moderation_model",
+        "daily_messages",
         mode="before",
     )
     @classmethod

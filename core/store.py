@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
+import re
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, fields
 from enum import StrEnum
 from pathlib import Path
@@ -19,6 +22,7 @@ from .errors import UnknownLanguage
 from .languages import Language, by_code
 from .lesson import Lesson, Level
 from .progress import Deck, Mistake, Practice
+from .report import Member, Rows, Tally, Written
 
 Role = Literal["user", "assistant"]
 
@@ -186,6 +190,26 @@ MIGRATIONS: Sequence[str] = (
     ALTER TABLE learners ADD COLUMN remind_channel TEXT;
     ALTER TABLE learners ADD COLUMN reminded_at REAL;
     """,
+    # Classrooms. A group's answer may answer several students at once: each of their messages points at it
+    # (`answered_in`). A teacher's daily cap per group; the day a learner was last told they reached a cap.
+    # Flags count what the safety classifier held back, without its text. Reports and retention read by time.
+    """
+    ALTER TABLE messages ADD COLUMN answered_in INTEGER;
+    CREATE INDEX messages_by_answer ON messages(answered_in) WHERE answered_in IS NOT NULL;
+    CREATE INDEX messages_by_time ON messages(created_at);
+    ALTER TABLE lessons ADD COLUMN daily_cap INTEGER;
+    ALTER TABLE learners ADD COLUMN capped_on TEXT;
+    CREATE TABLE flags (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel TEXT NOT NULL,
+        learner TEXT REFERENCES learners(id) ON DELETE CASCADE,
+        what TEXT NOT NULL CHECK (what IN ('message','reply')),
+        at REAL NOT NULL
+    );
+    CREATE INDEX flags_by_channel ON flags(channel, at);
+    CREATE INDEX practice_by_channel ON practice(channel, at);
+    CREATE INDEX mistakes_by_channel ON mistakes(channel, at);
+    """,
 )
 
 
@@ -266,6 +290,7 @@ class Store:
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+        self._transaction = asyncio.Lock()  # one explicit transaction at a time (`_atomic`)
 
     @classmethod
     async def open(cls, path: Path | str) -> Store:
@@ -313,6 +338,7 @@ class Store:
             group=bool(row["is_group"]),
             active=bool(row["active"]),
             answer_all=bool(row["answer_all"]),
+            daily_cap=row["daily_cap"],
         )
 
     async def save_lesson(self, lesson: Lesson, *, new_conversation: bool = False) -> None:
@@ -320,11 +346,13 @@ class Store:
         now = time.time()
         await self._db.execute(
             """
-            INSERT INTO lessons (channel, language, level, native, is_group, active, answer_all, created_at, updated_at)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+            INSERT INTO lessons (channel, language, level, native, is_group, active, answer_all, daily_cap,
+                                 created_at, updated_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
             ON CONFLICT(channel) DO UPDATE SET
                 language = excluded.language, level = excluded.level, native = excluded.native,
                 is_group = excluded.is_group, active = excluded.active, answer_all = excluded.answer_all,
+                daily_cap = excluded.daily_cap,
                 updated_at = excluded.updated_at,
                 context_start = CASE WHEN ? THEN
                     (SELECT COALESCE(MAX(id), 0) FROM messages WHERE channel = excluded.channel)
@@ -338,6 +366,7 @@ class Store:
                 int(lesson.group),
                 int(lesson.active),
                 int(lesson.answer_all),
+                lesson.daily_cap,
                 now,
                 now,
                 int(new_conversation),
@@ -370,8 +399,9 @@ class Store:
         async with self._db.execute(
             """SELECT channel, created_at, role, text FROM messages
                WHERE author_id = ? OR reply_to IN (SELECT id FROM messages WHERE author_id = ?)
+                  OR id IN (SELECT answered_in FROM messages WHERE author_id = ? AND answered_in IS NOT NULL)
                ORDER BY id""",
-            (learner, learner),
+            (learner, learner, learner),
         ) as cursor:
             rows = await cursor.fetchall()
         return [Kept(r["channel"], r["created_at"], r["role"], r["text"]) for r in rows]
@@ -381,17 +411,43 @@ class Store:
         async with self._db.execute("SELECT * FROM cards WHERE learner = ? ORDER BY id", (learner,)) as cursor:
             return [_card(r) for r in await cursor.fetchall()]
 
-    async def forget_learner(self, learner: str) -> int:
-        """Delete a learner: their messages, the tutor's answers to them and their profile. Returns messages gone."""
-        # Two statements, each atomic: a crash between them leaves a profile without messages, still consistent.
-        cursor = await self._db.execute(
-            """DELETE FROM messages
-               WHERE author_id = ? OR reply_to IN (SELECT id FROM messages WHERE author_id = ?)""",
-            (learner, learner),
-        )
-        await self._db.execute("DELETE FROM learners WHERE id = ?", (learner,))
+    async def forget_learner(self, learner: str, private: Sequence[str] = ()) -> int:
+        """Delete everything kept about a learner, in one transaction; returns how many messages they had written.
+
+        Their messages go, everywhere. Their private chats (`private_channels`, and `private`: one the caller
+        knows is theirs) go whole: the conversation, the lesson and every row of any table with a `channel`
+        column. In a group the tutor's answers to them stay, for the class's history, with their name replaced
+        by `FORGOTTEN`. Every row of any table with a `learner` column goes, then the learner's own row. The
+        tables are read from the schema, so a table added later is covered by its column names; the write-ahead
+        log is emptied afterwards."""
+        async with self._atomic():
+            channels = sorted({*await self.private_channels(learner), *private})
+            marks = ", ".join("?" * len(channels))
+            async with self._db.execute(
+                """SELECT name FROM learners WHERE id = ?
+                   UNION SELECT author_name FROM messages WHERE author_id = ? AND author_name IS NOT NULL""",
+                (learner, learner),
+            ) as cursor:
+                names = [row[0] for row in await cursor.fetchall()]
+            async with self._db.execute(
+                f"""SELECT id, text FROM messages
+                    WHERE role = 'assistant' AND channel NOT IN ({marks})
+                      AND (id IN (SELECT answered_in FROM messages WHERE author_id = ? AND answered_in IS NOT NULL)
+                           OR reply_to IN (SELECT id FROM messages WHERE author_id = ?))""",
+                (*channels, learner, learner),
+            ) as cursor:
+                answers = [(row["id"], row["text"]) for row in await cursor.fetchall()]
+            renamed = [(unnamed, id) for id, text in answers if (unnamed := _unnamed(text, names)) != text]
+            await self._db.executemany("UPDATE messages SET text = ? WHERE id = ?", renamed)
+            cursor = await self._db.execute("DELETE FROM messages WHERE author_id = ?", (learner,))
+            written = cursor.rowcount
+            for table in await self._tables_with("channel"):
+                await self._db.executemany(f'DELETE FROM "{table}" WHERE channel = ?', [(c,) for c in channels])
+            for table in await self._tables_with("learner"):
+                await self._db.execute(f'DELETE FROM "{table}" WHERE learner = ?', (learner,))
+            await self._db.execute("DELETE FROM learners WHERE id = ?", (learner,))
         await self._checkpoint()
-        return cursor.rowcount
+        return written
 
     async def last_level(self, channel: str, language: Language) -> Level | None:
         """The level this channel last used for `language`, to start there again."""
@@ -409,7 +465,8 @@ class Store:
 
     async def _checkpoint(self) -> None:
         """Copy the WAL into the database and empty it, so that deleted text does not linger in the WAL file."""
-        await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        async with self._transaction:  # SQLite refuses a checkpoint inside a transaction (`_atomic`)
+            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # Messages
 
@@ -460,6 +517,16 @@ class Store:
             "UPDATE messages SET text = ?, status = ?, shown = NULL WHERE id = ?", (text, status.value, message)
         )
 
+    async def written(self, message: int, text: str) -> None:
+        """A reply the model has finished and the chat is still showing: its text, for the next turn's history."""
+        await self._db.execute("UPDATE messages SET text = ? WHERE id = ? AND status = 'pending'", (text, message))
+
+    async def answered_together(self, messages: Sequence[int], answer: int) -> None:
+        """These learner messages are answered by one reply (a busy group's students, answered together)."""
+        await self._db.executemany(
+            "UPDATE messages SET answered_in = ? WHERE id = ? AND role = 'user'", [(answer, m) for m in messages]
+        )
+
     async def delete(self, message: int) -> None:
         await self._db.execute("DELETE FROM messages WHERE id = ?", (message,))
 
@@ -479,7 +546,8 @@ class Store:
         async with self._db.execute(
             """SELECT m.* FROM messages AS m JOIN lessons AS l ON l.channel = m.channel
                WHERE m.role = 'user' AND substr(m.channel, 1, ?) = ? AND m.id > l.context_start AND l.active
-                 AND NOT EXISTS (SELECT 1 FROM messages AS a WHERE a.reply_to = m.id AND a.status != 'cut')
+                 AND NOT EXISTS (SELECT 1 FROM messages AS a
+                                 WHERE (a.reply_to = m.id OR a.id = m.answered_in) AND a.status != 'cut')
                ORDER BY m.id""",
             (len(prefix), prefix),
         ) as cursor:
@@ -496,14 +564,15 @@ class Store:
         placed right after the message it answers, so the conversation reads question, answer, question.
         Learner messages after `up_to` are still waiting for their own reply and stay out, and so do the replies
         to them (answered first, when a group's replies finish out of order); failed replies
-        carry no text worth showing the model, and replies in progress or cut off are not the tutor's answer.
+        carry no text worth showing the model, and replies cut off or still being written are not the tutor's answer
+        (one the model has finished is, while the chat still shows it: `written`).
         """
         async with self._db.execute(
             """
             SELECT m.* FROM messages AS m
             JOIN lessons AS l ON l.channel = m.channel
             WHERE m.channel = ? AND COALESCE(m.reply_to, m.id) > l.context_start
-              AND m.status NOT IN ('failed', 'pending', 'cut')
+              AND m.status NOT IN ('failed', 'cut') AND (m.status != 'pending' OR m.text != '')
               AND (m.id <= ? OR (m.role = 'assistant' AND COALESCE(m.reply_to, 0) <= ?))
             ORDER BY COALESCE(m.reply_to, m.id), m.role = 'assistant', m.id
             """,
@@ -736,6 +805,211 @@ class Store:
 
     async def reminded(self, learner: str, at: float) -> None:
         await self._db.execute("UPDATE learners SET reminded_at = ? WHERE id = ?", (at, learner))
+
+    # Reports
+
+    async def report_rows(self, channel: str, language: str | None, since: float, now: float, week: float) -> Rows:
+        """What `core.report` needs for one class, counted per student and week (0 for (now − `week`, now], 1
+        for the `week` seconds before, … back to `since`, excluded): their messages here, the corrections made
+        here by category and the messages held back here (read by the `*_by_channel` indexes), and their reviews
+        of `language`'s cards anywhere (every language's if None); then each student's name, last message and
+        cards due now. The class's students are who wrote, was corrected or was flagged here in that time."""
+        span = {"channel": channel, "language": language, "since": since, "now": now, "week": week}
+        here = "channel = :channel AND at > :since AND at <= :now"
+        bucket = "CAST((:now - at) / :week AS INTEGER)"
+        students = f"""WITH class (learner) AS (
+                           SELECT learner FROM practice WHERE {here}
+                           UNION SELECT learner FROM mistakes WHERE {here}
+                           UNION SELECT learner FROM flags WHERE {here} AND learner IS NOT NULL)"""
+        async with self._db.execute(
+            f"""SELECT learner, {bucket}, COUNT(*), COUNT(in_target), COALESCE(SUM(in_target), 0)
+                FROM practice WHERE {here} GROUP BY 1, 2""",
+            span,
+        ) as cursor:
+            written = tuple(Written(r[0], r[1], r[2], r[3], r[4]) for r in await cursor.fetchall())
+        async with self._db.execute(
+            f"SELECT learner, {bucket}, COUNT(*), category FROM mistakes WHERE {here} GROUP BY 1, 2, 4", span
+        ) as cursor:
+            corrections = tuple(Tally(r[0], r[1], r[2], r[3]) for r in await cursor.fetchall())
+        async with self._db.execute(
+            f"SELECT learner, {bucket}, COUNT(*) FROM flags WHERE {here} AND learner IS NOT NULL GROUP BY 1, 2", span
+        ) as cursor:
+            flags = tuple(Tally(r[0], r[1], r[2]) for r in await cursor.fetchall())
+        async with self._db.execute(
+            f"""{students}
+                SELECT r.learner, CAST((:now - r.at) / :week AS INTEGER), COUNT(*)
+                FROM reviews AS r JOIN cards AS c ON c.id = r.card
+                WHERE r.learner IN (SELECT learner FROM class) AND r.at > :since AND r.at <= :now
+                  AND (:language IS NULL OR c.language = :language)
+                GROUP BY 1, 2""",
+            span,
+        ) as cursor:
+            reviews = tuple(Tally(r[0], r[1], r[2]) for r in await cursor.fetchall())
+        async with self._db.execute(
+            f"""{students}
+                SELECT l.id, l.name, l.last_seen,
+                       (SELECT COUNT(*) FROM cards AS c WHERE c.learner = l.id AND c.due <= :now
+                          AND (:language IS NULL OR c.language = :language))
+                FROM learners AS l WHERE l.id IN (SELECT learner FROM class)""",
+            span,
+        ) as cursor:
+            members = tuple(Member(r[0], r[1], r[2], r[3]) for r in await cursor.fetchall())
+        return Rows(written, corrections, reviews, flags, members)
+
+    # Daily caps and the safety classifier's flags
+
+    async def written_since(self, learner: str, since: float, channel: str | None = None) -> int:
+        """The messages a learner wrote since `since`, in one channel or anywhere (a practice row each)."""
+        where, args = ("AND channel = ?", (channel,)) if channel is not None else ("", ())
+        async with self._db.execute(
+            f"SELECT COUNT(*) FROM practice WHERE learner = ? AND at >= ? {where}", (learner, since, *args)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def tell_capped(self, learner: str, day: str) -> bool:
+        """Note that the learner is told they reached a daily cap on `day`; False if they were told that day."""
+        cursor = await self._db.execute(
+            "UPDATE learners SET capped_on = ? WHERE id = ? AND COALESCE(capped_on, '') != ?", (day, learner, day)
+        )
+        return cursor.rowcount == 1
+
+    async def add_flag(self, channel: str, learner: str | None, what: Literal["message", "reply"], at: float) -> None:
+        """One message or reply the safety classifier held back: counted, never its text."""
+        if learner is not None:  # a first message may be the one flagged: then the learner has no row yet
+            await self._db.execute(
+                "INSERT INTO learners (id, name, first_seen, last_seen) VALUES (?, '', ?, ?) ON CONFLICT DO NOTHING",
+                (learner, at, at),
+            )
+        await self._db.execute(
+            "INSERT INTO flags (channel, learner, what, at) VALUES (?, ?, ?, ?)", (channel, learner, what, at)
+        )
+
+    # A learner's data: what is kept about them, their private chats, retention, and the schema these read
+
+    async def private_channels(self, learner: str) -> list[str]:
+        """The learner's private chats, as the data shows them: channels that are not a group where they wrote
+        and nobody else did, where a card waits for their typed answer, or where they asked for reminders."""
+        async with self._db.execute(
+            """SELECT m.channel FROM messages AS m JOIN lessons AS l ON l.channel = m.channel
+               WHERE m.author_id = ? AND NOT l.is_group
+                 AND NOT EXISTS (SELECT 1 FROM messages AS o WHERE o.channel = m.channel AND o.author_id != ?)
+               UNION SELECT r.channel FROM reviewing AS r LEFT JOIN lessons AS l ON l.channel = r.channel
+               WHERE r.learner = ? AND NOT COALESCE(l.is_group, 0)
+               UNION SELECT remind_channel FROM learners WHERE id = ? AND remind_channel IS NOT NULL
+               ORDER BY 1""",
+            (learner, learner, learner, learner),
+        ) as cursor:
+            return [row[0] for row in await cursor.fetchall()]
+
+    async def learner_rows(self, learner: str) -> dict[str, list[dict[str, object]]]:
+        """Every row kept about a learner, by table, for a data request: their own row; the messages they wrote,
+        the tutor's answers to them and, in their private chats, the whole conversation; and the rows of every
+        other table whose `learner` is them or whose `channel` is one of their private chats."""
+        channels = await self.private_channels(learner)
+        marks = ", ".join("?" * len(channels))
+        found = {
+            "learners": await self._rows("SELECT * FROM learners WHERE id = ?", (learner,)),
+            "messages": await self._rows(
+                f"""SELECT * FROM messages
+                    WHERE author_id = ? OR channel IN ({marks})
+                       OR reply_to IN (SELECT id FROM messages WHERE author_id = ?)
+                       OR id IN (SELECT answered_in FROM messages WHERE author_id = ? AND answered_in IS NOT NULL)
+                    ORDER BY id""",
+                (learner, *channels, learner, learner),
+            ),
+        }
+        for table, columns in (await self._columns()).items():
+            where, args = [], []
+            if "learner" in columns:
+                where.append("learner = ?")
+                args.append(learner)
+            if "channel" in columns:
+                where.append(f"channel IN ({marks})")
+                args.extend(channels)
+            if where and table not in found:
+                query = f'SELECT * FROM "{table}" WHERE {" OR ".join(where)} ORDER BY rowid'
+                found[table] = await self._rows(query, args)
+        return found
+
+    async def expire(self, before: float) -> Expired:
+        """Retention: delete the messages written before `before`, with the answers to them, and blank the
+        learner's sentence on correction cards made before then. Counts (practice, mistakes, reviews, flags) and
+        the cards themselves hold no message text: they stay. An answer goes with the message it replies to (in
+        a group answered together, the latest of them): it quotes their words."""
+        cursor = await self._db.execute(
+            """DELETE FROM messages
+               WHERE created_at < ?
+                  OR (role = 'assistant' AND reply_to IN (SELECT id FROM messages WHERE created_at < ?))""",
+            (before, before),
+        )
+        messages = cursor.rowcount
+        cursor = await self._db.execute(
+            "UPDATE cards SET context = '' WHERE kind = 'correction' AND context != '' AND created_at < ?", (before,)
+        )
+        expired = Expired(messages, cursor.rowcount)
+        if expired.messages or expired.contexts:
+            await self._checkpoint()
+        return expired
+
+    @contextlib.asynccontextmanager
+    async def _atomic(self) -> AsyncIterator[None]:
+        """One transaction. The connection is shared: a statement another task sends meanwhile joins it. Not
+        reentrant, and a checkpoint waits for it: inside, call no `_atomic` nor `_checkpoint`."""
+        async with self._transaction:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                with contextlib.suppress(sqlite3.OperationalError):  # SQLite may have rolled back already
+                    await self._db.execute("ROLLBACK")
+                raise
+            await self._db.execute("COMMIT")
+
+    async def _columns(self) -> dict[str, set[str]]:
+        """Every table of the schema (SQLite's own aside) and its columns."""
+        async with self._db.execute(
+            """SELECT t.name, c.name FROM sqlite_master AS t, pragma_table_info(t.name) AS c
+               WHERE t.type = 'table' AND t.name NOT LIKE 'sqlite_%' ORDER BY t.name"""
+        ) as cursor:
+            rows = await cursor.fetchall()
+        tables: dict[str, set[str]] = {}
+        for table, column in rows:
+            tables.setdefault(table, set()).add(column)
+        return tables
+
+    async def _tables_with(self, column: str) -> list[str]:
+        return [table for table, columns in (await self._columns()).items() if column in columns]
+
+    async def _rows(self, query: str, args: Sequence[object]) -> list[dict[str, object]]:
+        async with self._db.execute(query, args) as cursor:
+            return [dict(zip(row.keys(), row, strict=True)) for row in await cursor.fetchall()]
+
+
+# What stands for a forgotten learner's name in the tutor's answers kept in a group: the text is the model's, in
+# the lesson's language, so a mark rather than a word of any one language.
+FORGOTTEN = "…"
+
+
+@dataclass(frozen=True)
+class Expired:
+    """What one retention pass deleted: message rows, and card sentences blanked."""
+
+    messages: int
+    contexts: int
+
+
+def _unnamed(text: str, names: Iterable[str]) -> str:
+    """`text` with each of these names, and each word of three letters or more of a name of several words,
+    replaced by `FORGOTTEN`: whole words only; a whole name of three letters or more in any case, the rest as
+    written (a short or partial name in lower case is more likely a word of the language: "al", "cruz")."""
+    patterns: list[tuple[str, int]] = []
+    for name in {name.strip() for name in names if name and name.strip()}:
+        patterns.append((name, re.IGNORECASE if len(name) >= 3 else 0))
+        patterns.extend((part, 0) for part in name.split() if len(part) >= 3 and part != name)
+    for name, flags in sorted(patterns, key=lambda pattern: len(pattern[0]), reverse=True):
+        text = re.sub(rf"(?<!\w){re.escape(name)}(?!\w)", FORGOTTEN, text, flags=flags)
+    return text
 
 
 def _deck_filter(learner: str, language: str | None) -> tuple[str, tuple[str, ...]]:

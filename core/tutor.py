@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 import weakref
@@ -15,14 +16,27 @@ from .cleaning import clean, flatten_name
 from .context import estimate_tokens, fit
 from .corrections import Findings, Said, checked
 from .deck import Card, Kind
-from .errors import LessonPaused, NoLesson, ReplyDiscarded, ReplyInterrupted
+from .engine import open_models
+from .errors import (
+    AnsweredTogether,
+    DailyCapReached,
+    LessonPaused,
+    MessageWithheld,
+    ModelFailed,
+    ModelMissing,
+    NoLesson,
+    OllamaUnavailable,
+    ReplyDiscarded,
+    ReplyInterrupted,
+)
 from .i18n import Msg, _
 from .identify import written_in
 from .languages import Language, find_language
 from .lesson import Lesson, Level
 from .llm import Model
-from .prompts import gloss_request, opening_request, reminder, self_correction, system_prompt
-from .queue import FairQueue, Ticket
+from .moderation import Moderator, screened
+from .prompts import gloss_request, opening_request, reminder, self_correction, system_prompt, together
+from .queue import FairQueue, Ticket, Withdrawn
 from .settings import Settings
 from .store import Message, Question, Shown, Status, Store
 
@@ -36,6 +50,15 @@ _PROMPT_MARGIN = 64
 # themselves first (prompts that get learners to self-correct beat recasts: Lyster & Saito 2010).
 RECURRING_TIMES = 3
 RECURRING_WITHIN = 7 * 86_400.0
+# Turn-taking in a busy group: students waiting for the tutor are answered together, as many in one reply as fit
+# Telegram's 4,096 characters (about 350 each: a sentence or two and their correction lines), and the reply gets
+# this many more tokens per extra student. Telegram lets a group have about 20 messages a minute: thirty mentions
+# answered one by one left the last student waiting 161 s in the benchmark's classroom burst; 6 a reply, 66 s;
+# 10, 63 s. (A second reply written beside the first, for the next students, was slower: 72 s, as two answers
+# streaming at once share the group's messages a minute.)
+TOGETHER = 10
+TOKENS_PER_STUDENT = 96
+SERVER_RETRY_MAX = 60.0  # seconds a failed model server is left alone at most before it is tried again
 
 
 @dataclass(frozen=True)
@@ -62,6 +85,15 @@ class Learner:
         object.__setattr__(self, "name", flatten_name(self.name))
 
 
+@dataclass(frozen=True)
+class Asked:
+    """A stored learner message a reply answers."""
+
+    id: int
+    learner: Learner
+    text: str
+
+
 class Reply:
     """A reply on its way: `async for chunk in reply` yields text as the model writes it.
 
@@ -79,6 +111,7 @@ class Reply:
         self.id: int | None = None  # the stored row, once the model is on it
         self.discarded = False
         self.delivered_by_caller = False
+        self.asked: list[Asked] = []  # what it answers: one message, or in a busy group several students'
         self._tutor = tutor
         self._interrupt: asyncio.Timeout | None = None
         self._ticket: Ticket | None = None
@@ -131,11 +164,14 @@ def _level(value: str | Level) -> Level:
 class Tutor:
     """Lessons and conversations for every channel, whichever platform it is on."""
 
-    def __init__(self, settings: Settings, store: Store, model: Model) -> None:
+    def __init__(self, settings: Settings, store: Store, model: Model | Sequence[Model]) -> None:
         self.settings = settings
         self.store = store
-        self.model = model
-        self.queue = FairQueue(settings.max_parallel)
+        # One client per model server: each has MAX_PARALLEL slots, and a channel keeps to one (its prompt cache).
+        self.models = [model] if isinstance(model, Model) else list(model)
+        self.model = self.models[0]  # operations (doctor, pull) and the safety classifier use the first
+        self._failures = [0] * len(self.models)
+        self.queue = FairQueue(settings.max_parallel, servers=len(self.models))
         self._in_progress = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -143,13 +179,19 @@ class Tutor:
         # A lesson change reads, modifies and writes: two commands at once in one channel must not lose one.
         self._changing: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
         self._streaming: dict[str, set[Reply]] = {}  # per channel: replies being generated or waiting to be
+        # The safety classifier, when one is set: it screens every learner message and every reply.
+        self.moderator = Moderator(settings.moderation_model, self.model, store) if settings.moderation_model else None
 
     @classmethod
     async def open(cls, settings: Settings) -> Tutor:
         # Loaded once per process, before the first learner waits for them: the language identifier's model
         # (~0.7 s) and matplotlib with a first chart (~0.6 s), for /progress.
         await asyncio.gather(asyncio.to_thread(identify.warm), asyncio.to_thread(chart.warm))
-        return cls(settings, await Store.open(settings.db_path), Model(settings))
+        # What start-up loaded stays for the process's life: out of the collector's sight, a full collection no
+        # longer walks matplotlib's and the identifier's objects in the middle of a learner's /progress (p99 of
+        # /progress in the benchmark, 10 learners with a year of history each: 238 ms without, 165-192 ms with).
+        gc.freeze()
+        return cls(settings, await Store.open(settings.db_path), open_models(settings))
 
     @property
     def default_native(self) -> Language:
@@ -171,7 +213,8 @@ class Tutor:
     async def close(self, grace: float | None = None) -> None:
         """Close the model client and the database, once replies cut off have been stored so."""
         await self.drain(self.settings.shutdown_grace if grace is None else grace)
-        await self.model.close()
+        for model in self.models:
+            await model.close()
         await self.store.close()
 
     # Lessons
@@ -200,7 +243,10 @@ class Tutor:
             explain = _language(native) if native else current.native if current else self._default_native
             chosen = _level(level) if level else await self.store.last_level(channel.id, target) or DEFAULT_LEVEL
             answer_all = current.answer_all if current else False  # a channel setting: a new language keeps it
-            lesson = Lesson(channel.id, target, chosen, explain, group=channel.group, answer_all=answer_all)
+            cap = current.daily_cap if current else None  # so is a teacher's daily cap
+            lesson = Lesson(
+                channel.id, target, chosen, explain, group=channel.group, answer_all=answer_all, daily_cap=cap
+            )
             new_conversation = current is not None and current.language != target
             self.discard(channel.id)  # a reply of the lesson being replaced must not land after the new opener
             await self.store.save_lesson(lesson, new_conversation=new_conversation)
@@ -219,6 +265,10 @@ class Tutor:
 
     async def pause(self, channel: Channel) -> Lesson:
         return await self._change(channel, lambda lesson: replace(lesson, active=False))
+
+    async def set_daily_cap(self, channel: Channel, cap: int | None) -> Lesson:
+        """In a group: each student's messages a day here (None: POLYGLOTT_DAILY_MESSAGES applies)."""
+        return await self._change(channel, lambda lesson: replace(lesson, daily_cap=cap))
 
     async def set_answer_all(self, channel: Channel, on: bool) -> Lesson:
         """In a group: answer every message (a classroom practising together), or only those addressed to the
@@ -244,13 +294,15 @@ class Tutor:
             await self.store.save_lesson(lesson)
         return lesson
 
-    async def forget_learner(self, learner: str) -> int:
-        """Delete everything about a learner; replies to them still being written are discarded first."""
-        for replies in self._streaming.values():
+    async def forget_learner(self, learner: str, private: Sequence[str] = ()) -> int:
+        """Delete everything about a learner (`private`: a private chat of theirs the caller knows of); replies
+        to them alone, and any in their private chats, still being written are discarded first."""
+        chats = {*await self.store.private_channels(learner), *private}
+        for channel, replies in self._streaming.items():
             for reply in list(replies):
-                if reply.author == learner:
+                if channel in chats or (reply.author == learner and all(a.learner.id == learner for a in reply.asked)):
                     reply.discard()
-        deleted = await self.store.forget_learner(learner)
+        deleted = await self.store.forget_learner(learner, private)
         log.info("learner forgotten", extra={"deleted": deleted})
         return deleted
 
@@ -282,6 +334,11 @@ class Tutor:
             raise NoLesson()
         if not lesson.active:
             raise LessonPaused()
+        await self._within_cap(channel, learner, lesson)
+        if self.moderator is not None and not await self.moderator.allows(channel.id, learner.id, cleaned.text):
+            # Counted for the cap (one practice row a message), its text kept nowhere, the model never sees it.
+            await self.store.practised(learner.id, lesson.language.code, channel.id, time.time(), None)
+            raise MessageWithheld()
         message_id = await self.store.add_message(
             channel.id, "user", cleaned.text, author_id=learner.id, author_name=learner.name, source=source
         )
@@ -299,8 +356,23 @@ class Tutor:
             else None
         )
         reply = Reply(self, lesson, notice, author=learner.id)
-        reply._chunks = self._generate(channel, lesson, reply, message_id, learner, cleaned.text)
+        reply.asked = [Asked(message_id, learner, cleaned.text)]
+        reply._chunks = self._generate(channel, lesson, reply)
         return reply
+
+    async def _within_cap(self, channel: Channel, learner: Learner, lesson: Lesson) -> None:
+        """`DailyCapReached` once the learner wrote today's messages: a group's own cap counts its messages,
+        POLYGLOTT_DAILY_MESSAGES (everywhere else) all of theirs. The day is UTC's: no platform tells us a
+        learner's time zone, and a day that starts at the same moment for everyone is one a note can name."""
+        own = lesson.daily_cap if lesson.group else None
+        cap = own or self.settings.daily_messages
+        if cap is None:
+            return
+        now = time.time()
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        written = await self.store.written_since(learner.id, now - now % 86_400, channel.id if own else None)
+        if written >= cap:
+            raise DailyCapReached(cap, told=not await self.store.tell_capped(learner.id, day))
 
     async def answer_again(self, channel: Channel, question: Question) -> Reply | None:
         """A reply to a stored learner message whose answer was cut off by a crash or a stop."""
@@ -309,17 +381,19 @@ class Tutor:
             return None
         learner = Learner(question.author_id or "", question.author_name or "")
         reply = Reply(self, lesson, author=question.author_id)
-        reply._chunks = self._generate(channel, lesson, reply, question.id, learner, question.text)
+        reply.asked = [Asked(question.id, learner, question.text)]
+        reply._chunks = self._generate(channel, lesson, reply)
         return reply
 
     def prompt(
-        self, lesson: Lesson, history: list[Message], learner: Learner | None, recurring: Sequence[str] = ()
+        self, lesson: Lesson, history: list[Message], learner: Learner | None, notes: Sequence[str] = ()
     ) -> list[dict[str, str]]:
         """The messages for the model. Every part is derived from stored data in the same way each turn,
-        so each turn's prompt begins with the previous one and Ollama re-reads only what is new. `recurring`
-        (the learner's error categories that keep coming back) is said in the latest turn only: the next turn
+        so each turn's prompt begins with the previous one and Ollama re-reads only what is new. `notes` (errors
+        that keep coming back, several students waiting) are said in the latest turn only: the next turn
         re-reads that one message, not the whole prompt."""
-        system = system_prompt(lesson, None if lesson.group or learner is None else learner.name)
+        minors = self.settings.minors
+        system = system_prompt(lesson, None if lesson.group or learner is None else learner.name, minors=minors)
         suffix = f"\n\n({reminder(lesson)})"
         messages = [{"role": "system", "content": system}]
         for m in history:
@@ -330,15 +404,20 @@ class Tutor:
                 messages.append({"role": "user", "content": said + suffix})
         if learner is None:  # the lesson's opening
             messages.append({"role": "user", "content": opening_request(lesson)})
-        elif recurring and messages[-1]["role"] == "user":
-            messages[-1]["content"] = messages[-1]["content"][:-1] + f" {self_correction(recurring)})"
+        elif notes and messages[-1]["role"] == "user":
+            messages[-1]["content"] = messages[-1]["content"][:-1] + "".join(f" {note}" for note in notes) + ")"
         return messages
 
     def budget(self, lesson: Lesson) -> int:
         """Tokens left for the history once the system prompt and the reply have their room."""
-        fixed = estimate_tokens(system_prompt(lesson, "x" * 32)) + estimate_tokens(opening_request(lesson))
+        system = system_prompt(lesson, "x" * 32, minors=self.settings.minors)
+        fixed = estimate_tokens(system) + estimate_tokens(opening_request(lesson))
         per_turn = estimate_tokens(reminder(lesson))
-        return self.settings.num_ctx - self.settings.num_predict - fixed - _PROMPT_MARGIN - per_turn * 8
+        reply = self._reply_tokens(TOGETHER if lesson.group else 1)
+        return self.settings.num_ctx - reply - fixed - _PROMPT_MARGIN - per_turn * 8
+
+    def _reply_tokens(self, students: int) -> int:
+        return self.settings.num_predict + TOKENS_PER_STUDENT * (students - 1)
 
     async def _history(self, channel: Channel, lesson: Lesson, up_to: int | None) -> list[Message]:
         fitted = fit(await self.store.history(channel.id, up_to=up_to), self.budget(lesson))
@@ -347,21 +426,13 @@ class Tutor:
             log.info("context trimmed", extra={"channel": channel.id, "through": fitted.dropped_through})
         return fitted.messages
 
-    async def _generate(
-        self,
-        channel: Channel,
-        lesson: Lesson,
-        reply: Reply,
-        up_to: int | None = None,
-        learner: Learner | None = None,
-        learner_text: str = "",
-    ) -> AsyncGenerator[str, None]:
+    async def _generate(self, channel: Channel, lesson: Lesson, reply: Reply) -> AsyncGenerator[str, None]:
         self._in_progress += 1
         self._idle.clear()
         streaming = self._streaming.setdefault(channel.id, set())
         streaming.add(reply)
         try:
-            async with aclosing(self._generate_in_turn(channel, lesson, reply, up_to, learner, learner_text)) as chunks:
+            async with aclosing(self._generate_in_turn(channel, lesson, reply)) as chunks:
                 async for chunk in chunks:
                     yield chunk
         finally:
@@ -372,81 +443,128 @@ class Tutor:
             if not self._in_progress:
                 self._idle.set()
 
-    async def _generate_in_turn(
-        self,
-        channel: Channel,
-        lesson: Lesson,
-        reply: Reply,
-        up_to: int | None,
-        learner: Learner | None,
-        learner_text: str,
-    ) -> AsyncGenerator[str, None]:
-        reply._ticket = self.queue.join(channel.id)
-        async with reply._ticket:
-            if reply.discarded:
-                raise ReplyDiscarded()
-            history = await self._history(channel, lesson, up_to)
-            recurring: list[str] = []
-            if learner is not None:
-                since = time.time() - RECURRING_WITHIN
-                recurring = await self.store.recurring(learner.id, lesson.language.code, since, RECURRING_TIMES)
-            # Every line the learner sees is checked, an opener's too (it quotes nobody: no correction survives).
-            findings = Findings([], [])
-            said = [Said(learner.id, learner_text)] if learner is not None else []
-            before = next((m.text for m in reversed(history) if m.role == "assistant"), "")
-            ended: list[str] = []
-            stream = _marking_length(
-                checked(
-                    self._model_text(self.prompt(lesson, history, learner, recurring), ended),
-                    said,
-                    language=lesson.language.code,
-                    native=lesson.native.code,
-                    tutor_before=before,
-                    findings=findings,
-                ),
-                ended,
-            )
-            # Stored before the model is called, as in progress: a crash from here on is finished at the restart.
-            reply.id = await self.store.add_message(channel.id, "assistant", "", status=Status.PENDING, reply_to=up_to)
-            status = Status.FAILED
-            try:
-                async with asyncio.timeout(None) as reply._interrupt, aclosing(stream):
-                    async for chunk in stream:
-                        reply.text += chunk
+    async def _generate_in_turn(self, channel: Channel, lesson: Lesson, reply: Reply) -> AsyncGenerator[str, None]:
+        together = lesson.group and bool(reply.asked)  # a group's students, not its opener
+        reply._ticket = self.queue.join(channel.id, TOGETHER if together else 1)
+        reply._ticket.holder = reply
+        try:
+            async with reply._ticket:
+                if reply.discarded:
+                    raise ReplyDiscarded()
+                async with aclosing(self._answering(channel, lesson, reply)) as chunks:
+                    async for chunk in chunks:
                         yield chunk
-                status = Status.COMPLETE
-            except ReplyInterrupted:
-                status = Status.INTERRUPTED
-                reply.text += CUT_MARK
-                yield CUT_MARK
+        except Withdrawn:
+            raise AnsweredTogether() from None
+
+    def _joined(self, channel: Channel, reply: Reply) -> list[Reply]:
+        """In a busy group, the replies the queue joined to this one's turn (`FairQueue`, `TOGETHER` in all):
+        their students are answered now, in this reply, instead of one message each later."""
+        assert reply._ticket is not None
+        joined = [ticket.holder for ticket in reply._ticket.joined]
+        return [r for r in joined if isinstance(r, Reply) and r.asked and not r.discarded]
+
+    async def _answering(self, channel: Channel, lesson: Lesson, reply: Reply) -> AsyncGenerator[str, None]:
+        """The reply, once its turn has come, with the students joined to it: prompt, model, checks, and what it
+        taught."""
+        for other in self._joined(channel, reply):
+            reply.asked += other.asked
+        asked = reply.asked
+        up_to = max((a.id for a in asked), default=None)
+        history = await self._history(channel, lesson, up_to)
+        notes: list[str] = []
+        if len(asked) > 1:
+            notes.append(together([a.learner.name for a in asked]))
+        since = time.time() - RECURRING_WITHIN
+        for a in asked:
+            recurring = await self.store.recurring(a.learner.id, lesson.language.code, since, RECURRING_TIMES)
+            if recurring:
+                notes.append(self_correction(recurring, a.learner.name if len(asked) > 1 else None))
+        # Every line the learner sees is checked, an opener's too (it quotes nobody: no correction survives).
+        findings = Findings([], [])
+        said = [Said(a.learner.id, a.text, a.learner.name) for a in asked]
+        before = next((m.text for m in reversed(history) if m.role == "assistant"), "")
+        ended: list[str] = []
+        learner = asked[-1].learner if asked else None
+        messages = self.prompt(lesson, history, learner, notes)
+        stream = _marking_length(
+            checked(
+                self._model_text(
+                    reply._ticket, messages, ended, self._reply_tokens(len(asked)) if len(asked) > 1 else None
+                ),
+                said,
+                language=lesson.language.code,
+                native=lesson.native.code,
+                tutor_before=before,
+                findings=findings,
+            ),
+            ended,
+        )
+        stream = screened(stream, self.moderator, channel.id, said, lesson.native.code, findings)
+        # Stored before the model is called, as in progress: a crash from here on is finished at the restart.
+        reply.id = await self.store.add_message(channel.id, "assistant", "", status=Status.PENDING, reply_to=up_to)
+        if len(asked) > 1:
+            await self.store.answered_together([a.id for a in asked], reply.id)
+        status = Status.FAILED
+        try:
+            async with asyncio.timeout(None) as reply._interrupt, aclosing(stream):
+                async for chunk in stream:
+                    reply.text += chunk
+                    yield chunk
+            status = Status.COMPLETE
+        except ReplyInterrupted:
+            status = Status.INTERRUPTED
+            reply.text += CUT_MARK
+            yield CUT_MARK
+            raise
+        except TimeoutError:
+            if not reply.discarded:
                 raise
-            except TimeoutError:
-                if not reply.discarded:
+            if reply.text:
+                yield CUT_MARK  # what was shown ends marked, and nothing more comes
+            raise ReplyDiscarded() from None
+        except (asyncio.CancelledError, GeneratorExit):
+            status = Status.CUT if reply.text else Status.FAILED
+            raise
+        finally:
+            reply.status = status
+            await asyncio.shield(self._save(reply))
+            if asked and not reply.discarded:
+                await asyncio.shield(self._learn(channel, lesson, [a.learner for a in asked], findings))
+
+    async def _model_text(
+        self, ticket: Ticket | None, messages: list[dict[str, str]], ended: list[str], num_predict: int | None = None
+    ) -> AsyncGenerator[str, None]:
+        """The model's text, from the server `ticket` is on; why it stopped goes into `ended`. A server that fails
+        before any text is left alone for a while, and the turn moves to another one that is up."""
+        while True:
+            server = ticket.server if ticket is not None else 0
+            try:
+                async with aclosing(self.models[server].stream(messages, num_predict=num_predict)) as deltas:
+                    async for delta in deltas:
+                        if delta.text:
+                            yield delta.text
+                        if delta.done_reason:
+                            ended.append(delta.done_reason)
+                self._failures[server] = 0
+                return
+            except (OllamaUnavailable, ModelMissing, ModelFailed):  # raised before any text: after, it is cut
+                if ticket is None or not self._failed(server):
                     raise
-                if reply.text:
-                    yield CUT_MARK  # what was shown ends marked, and nothing more comes
-                raise ReplyDiscarded() from None
-            except (asyncio.CancelledError, GeneratorExit):
-                status = Status.CUT if reply.text else Status.FAILED
-                raise
-            finally:
-                reply.status = status
-                await asyncio.shield(self._save(reply))
-                if learner is not None and not reply.discarded:
-                    await asyncio.shield(self._learn(channel, lesson, learner, findings))
+                log.warning("model server failed: moving the turn", extra={"server": server})
+                await self.queue.move(ticket)
 
-    async def _model_text(self, messages: list[dict[str, str]], ended: list[str]) -> AsyncGenerator[str, None]:
-        """The model's text; why it stopped goes into `ended`."""
-        async with aclosing(self.model.stream(messages)) as deltas:
-            async for delta in deltas:
-                if delta.text:
-                    yield delta.text
-                if delta.done_reason:
-                    ended.append(delta.done_reason)
+    def _failed(self, server: int) -> bool:
+        """`server` failed: mark it down for a while (1 s, doubling to a minute); whether another is up."""
+        self._failures[server] += 1
+        if len(self.models) == 1:
+            return False
+        self.queue.down(server, min(SERVER_RETRY_MAX, 2.0 ** (self._failures[server] - 1)))
+        return any(self.queue.up(s) for s in range(len(self.models)) if s != server)
 
-    async def _learn(self, channel: Channel, lesson: Lesson, learner: Learner, findings: Findings) -> None:
+    async def _learn(self, channel: Channel, lesson: Lesson, learners: list[Learner], findings: Findings) -> None:
         """What a reply taught, once shown: each correction is a mistake of the learner it quotes, and a card
-        unless they have it already; each new word a card of the learner it answers."""
+        unless they have it already; each new word a card of each learner it answers."""
         now = time.time()
         language = lesson.language.code
         try:
@@ -459,9 +577,10 @@ class Tutor:
                 )
                 await self.store.add_card(card, now)
             for w in findings.words:
-                await self.store.add_card(
-                    Card(0, learner.id, language, Kind.WORD, w.word, "", w.translation, w.example), now
-                )
+                for learner in {learner.id: learner for learner in learners}.values():
+                    await self.store.add_card(
+                        Card(0, learner.id, language, Kind.WORD, w.word, "", w.translation, w.example), now
+                    )
         except Exception:
             log.exception("could not store what a reply taught")
 
@@ -470,20 +589,25 @@ class Tutor:
         if not card.id:
             return
         messages = gloss_request(card.right, lesson)
-        async with self.queue.join(f"gloss:{card.learner}"):
-            text = "".join([delta.text async for delta in self.model.stream(messages)])
+        async with self.queue.join(f"gloss:{card.learner}") as ticket:
+            text = "".join([delta.text async for delta in self.models[ticket.server].stream(messages)])
         lines = [line.strip(" -*•\t") for line in text.splitlines() if line.strip(" -*•\t")]
         if lines:
             await self.store.set_meaning(card.id, lines[0][:200], lines[1][:300] if len(lines) > 1 else "")
 
     async def _save(self, reply: Reply) -> None:
         """The model's part is over. A discarded reply leaves nothing; one whose delivery the caller records is
-        finished by it; any other is stored as the model ended it (a cut one without text: not at all)."""
+        finished by it, and its text is the channel's history already: the next turn, which may start before the
+        chat shows all of it, must know what was answered; any other is stored as the model ended it (a cut one
+        without text: not at all)."""
         if reply.id is None:
             return
         if reply.discarded:
             await _stored(self.store.delete(reply.id))
-        elif not reply.delivered_by_caller:
+        elif reply.delivered_by_caller:
+            if reply.status is Status.COMPLETE:
+                await _stored(self.store.written(reply.id, reply.text))
+        else:
             assert reply.status is not None
             await reply.finish(reply.text + (CUT_MARK if reply.status is Status.CUT else ""), reply.status)
 

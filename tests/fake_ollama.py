@@ -286,6 +286,8 @@ class FakeOllama:
         self.pull_step_delay = pull_step_delay
         self.version = version
         self.scripted: deque[Reply] = deque()
+        self.scripted_for: dict[str, deque[Reply]] = {}  # canonical model name -> its own script
+        self.responders: dict[str, Callable[[list[dict[str, Any]]], str | Reply]] = {}  # per model
         self.requests: list[tuple[str, Any]] = []
         self.streams: list[Stream] = []  # streamed generations, oldest first
         self.active = 0
@@ -389,9 +391,17 @@ class FakeOllama:
 
     # -- scripting and inspection ----------------------------------------------------------------
 
-    def script(self, *replies: Reply | str) -> None:
-        """Queue replies for the next generation requests, in order (a str is `Reply(text)`)."""
-        self.scripted.extend(Reply(r) if isinstance(r, str) else r for r in replies)
+    def script(self, *replies: Reply | str, model: str | None = None) -> None:
+        """Queue replies for the next generation requests, in order (a str is `Reply(text)`); with `model`, for
+        the next requests to that model only (a second model on the server, e.g. a safety classifier)."""
+        queue = self.scripted if model is None else self.scripted_for.setdefault(canonical_name(model), deque())
+        queue.extend(Reply(r) if isinstance(r, str) else r for r in replies)
+
+    def respond_as(self, model: str, responder: Callable[[list[dict[str, Any]]], str | Reply]) -> None:
+        """Answer every request to `model` that has no reply scripted for it with `responder(messages)`, e.g. a
+        Llama Guard lookalike: `lambda messages: "unsafe\\nS1" if "knife" in messages[-1]["content"] else "safe"`.
+        Requests to it never take the server-wide script or responder."""
+        self.responders[canonical_name(model)] = responder
 
     def add_model(self, name: str, **overrides: Any) -> FakeModel:
         """Install a model (metadata guessed from its name; override e.g. `context_length=4096`)."""
@@ -418,6 +428,7 @@ class FakeOllama:
         self.requests.clear()
         self.streams.clear()
         self.scripted.clear()
+        self.scripted_for.clear()
         self.max_active = self.active
 
     def pause(self) -> None:
@@ -497,10 +508,17 @@ class FakeOllama:
         else:
             self.loaded[key] = time.time() + (seconds if seconds > 0 else 10 * 365 * 86400)
 
-    def _next_reply(self, messages: list[dict[str, Any]]) -> Reply:
-        if self.scripted:
+    def _next_reply(self, messages: list[dict[str, Any]], name: str = "") -> Reply:
+        key = canonical_name(name) if name else ""
+        answer: str | Reply
+        if self.scripted_for.get(key):
+            return self.scripted_for[key].popleft()
+        if key in self.responders:
+            answer = self.responders[key](messages)
+        elif self.scripted:
             return self.scripted.popleft()
-        answer = self.responder(messages)
+        else:
+            answer = self.responder(messages)
         return answer if isinstance(answer, Reply) else Reply(answer)
 
     # -- routes ----------------------------------------------------------------------------------
@@ -684,7 +702,7 @@ class FakeOllama:
             unload = _keep_alive_seconds(body.get("keep_alive")) == 0
             return self._json(chunk(done=True, done_reason="unload" if unload else "load"))
 
-        reply = self._next_reply(messages)
+        reply = self._next_reply(messages, name)
         options = body.get("options") or {}
         prompt_eval_count = self._prompt_tokens(body)
 

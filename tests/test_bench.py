@@ -97,6 +97,26 @@ def test_quick_bench_burst_delivers_every_answer_of_ours_complete(quick_run: dic
 
 
 @pytest.mark.slow
+def test_quick_bench_burst_gives_the_class_group_its_turn_taking_figures(quick_run: dict[str, Any]) -> None:
+    burst = quick_run["json"]["burst"]
+    (_, group) = burst["tables"].values()
+    assert list(group) == RULES
+    students = burst["setup"]["telegram_group_students"]
+    for row in group.values():
+        assert row["students"] == students
+        assert isinstance(row["429s"], int) and row["429s"] >= 0
+        assert isinstance(row["chat_messages"], int) and row["chat_messages"] >= 0
+        assert 0 <= row["answered_again"] <= students
+        assert isinstance(row["stale_s_p95"], float)
+    ours = group["ours"]
+    assert ours["complete_exact"] == f"{students}/{students}"  # every student's part, exactly as the model wrote it
+    assert ours["chat_messages"] >= 1 and ours["last_complete_s"] > 0
+    targets = burst["class_group_targets"]
+    assert set(targets) == {"last_complete_s_max", "429s_max", "stale_s_p95_max", "met_by_ours"}
+    assert isinstance(targets["met_by_ours"], bool)
+
+
+@pytest.mark.slow
 def test_quick_bench_prints_ratios_against_the_baselines(quick_run: dict[str, Any]) -> None:
     for rule in RULES[1:]:
         assert f"ours ÷ {rule}" in quick_run["stdout"]

@@ -589,7 +589,7 @@ async def test_forget_asks_to_confirm_before_deleting(conversation: Conversation
     assert len(await conversation.store.kept(ANA.id)) == 4
 
 
-async def test_forget_yes_deletes_their_messages_the_answers_to_them_and_their_profile(
+async def test_forget_yes_deletes_their_messages_and_profile_and_the_class_keeps_its_answers_without_their_name(
     conversation: Conversation, ollama: FakeOllama
 ) -> None:
     await class_where_ana_and_ben_talk(conversation, ollama)
@@ -598,11 +598,12 @@ async def test_forget_yes_deletes_their_messages_the_answers_to_them_and_their_p
     done = _n(
         "Done: I deleted {n} message and everything I knew about you.",
         "Done: I deleted {n} messages and everything I knew about you.",
-        4,
+        2,  # the messages she wrote
     )
     assert [(note.text, note.private) for note in shown.notes] == [(EN(done), True)]
     assert await conversation.store.kept(ANA.id) == []
     assert await conversation.store.learner_language(ANA.id) is None
+    assert "Respuesta para …" in [m.text for m in await conversation.store.transcript(CLASS.id)]
     assert [(k.role, k.text) for k in await conversation.store.kept(BEN.id)] == [
         ("user", "Soy Ben"),
         ("assistant", "Respuesta para Ben"),

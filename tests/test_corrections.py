@@ -337,6 +337,45 @@ async def test_in_a_group_each_correction_belongs_to_the_student_it_quotes() -> 
     ]
 
 
+async def test_a_correction_after_a_students_paragraph_belongs_to_that_student() -> None:
+    said = [Said(ANA, "Yo tiene un gato", "Ana"), Said(BEN, "Yo tiene un perro", "Ben")]
+    reply = (
+        "Ana, ¡qué bonito!\n"
+        + line("yo tiene", "yo tengo")
+        + "\n\nBen, ¿cómo se llama?\n"
+        + line("yo tiene", "yo tengo")
+    )
+    _, findings = await run(reply, said)
+    assert [(c.author, c.context) for c in findings.corrections] == [
+        (ANA, "Yo tiene un gato"),
+        (BEN, "Yo tiene un perro"),
+    ]
+
+
+async def test_in_a_reply_to_several_students_each_may_have_three_corrections() -> None:
+    said = [Said(ANA, "yo tiene uno dos tres cuatro", "Ana"), Said(BEN, "el casa la perro", "Ben")]
+    reply = "\n".join(
+        [
+            "Ana, bien.",
+            line("yo tiene", "yo tengo"),
+            line("uno", "un"),
+            line("dos", "doce"),
+            line("tres", "trece"),
+            "Ben, bien.",
+            line("el casa", "la casa", "agreement"),
+            line("la perro", "el perro", "agreement"),
+        ]
+    )
+    _, findings = await run(reply, said)
+    assert [(c.author, c.wrong) for c in findings.corrections] == [
+        (ANA, "yo tiene"),
+        (ANA, "uno"),
+        (ANA, "dos"),
+        (BEN, "el casa"),
+        (BEN, "la perro"),
+    ]
+
+
 async def test_in_a_group_words_no_student_wrote_are_dropped() -> None:
     said = [Said(ANA, "Yo tiene un gato"), Said(BEN, "Mi hermana es cansada")]
     _, findings = await run("Bien.\n" + line("yo tiene cansada", "yo tengo cansada"), said)

@@ -154,6 +154,16 @@ async def test_ollama_down_fails_naming_the_host_and_ollama_serve(
     assert code == 1
 
 
+async def test_every_ollama_server_is_checked_and_one_down_fails_by_its_address(
+    capsys: pytest.CaptureFixture[str], ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = f"http://127.0.0.1:{closed_port()}"
+    monkeypatch.setenv("POLYGLOTT_OLLAMA_HOST", f"{ollama.url},{down}")
+    code, out = await polyglott(capsys, "doctor")
+    assert ollama.url in line(out, "✓ Ollama") and down in line(out, "✗ Ollama")
+    assert code == 1
+
+
 async def test_a_missing_model_fails_naming_the_pull_command(
     capsys: pytest.CaptureFixture[str], ollama: FakeOllama
 ) -> None:

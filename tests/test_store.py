@@ -251,3 +251,16 @@ async def test_a_reply_to_a_later_question_stays_out_of_an_earlier_questions_his
     await store.add_message("c1", "assistant", "Ben, está aquí.", reply_to=second)  # answered first
     assert [m.text for m in await store.history("c1", up_to=first)] == ["Ana: ¿Qué hora es?"]
     await store.close()
+
+
+async def test_messages_answered_together_are_answered_until_their_answer_is_cut(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "db.sqlite")
+    await store.save_lesson(lesson("g", group=True))
+    asked = [await store.add_message("g", "user", f"hola {n}", author_id=f"u{n}", author_name=f"S{n}") for n in (1, 2)]
+    answer = await store.add_message("g", "assistant", "", status=Status.PENDING, reply_to=asked[-1])
+    await store.answered_together(asked, answer)
+    await store.finish(answer, "S1, S2: ¡bien!", Status.COMPLETE)
+    assert await store.unanswered("g") == []
+    await store.finish(answer, "S1, S2: ¡bi … ✂️", Status.CUT)
+    assert [q.id for q in await store.unanswered("g")] == asked
+    await store.close()

@@ -11,6 +11,7 @@ import pytest
 
 from core.errors import (
     LessonPaused,
+    ModelFailed,
     ModelMissing,
     NoLesson,
     OllamaUnavailable,
@@ -20,7 +21,7 @@ from core.errors import (
 from core.lesson import Level
 from core.settings import Settings
 from core.store import Status
-from core.tutor import CUT_MARK, LENGTH_MARK, Channel, Learner, Reply, Tutor
+from core.tutor import CUT_MARK, LENGTH_MARK, TOGETHER, Channel, Learner, Reply, Tutor
 from tests.fake_ollama import FakeOllama
 from tests.fake_ollama import Reply as Script
 
@@ -277,13 +278,77 @@ async def test_a_cancelled_reply_is_stored_as_cut(tutor: Tutor, ollama: FakeOlla
 
 
 async def test_replies_in_one_channel_never_interleave(tutor: Tutor, ollama: FakeOllama) -> None:
-    await collect(await tutor.start(CLASS, "spanish"))
-    ollama.responder = lambda messages: "respuesta para " + messages[-1]["content"].split(":")[0]
-    replies = [await tutor.reply(CLASS, Learner(f"u{i}", f"S{i}"), f"hola {i}") for i in range(4)]
+    await collect(await tutor.start(DM, "spanish"))
+    ollama.responder = lambda messages: "respuesta a " + messages[-1]["content"].split("\n")[0]
+    replies = [await tutor.reply(DM, ANA, f"hola {i}") for i in range(4)]
     await asyncio.gather(*(collect(r) for r in replies))
     assert ollama.max_active == 1
-    texts = [m.text for m in await tutor.store.transcript(CLASS.id) if m.role == "assistant"][1:]
-    assert texts == [f"respuesta para S{i}" for i in range(4)]
+    texts = [m.text for m in await tutor.store.transcript(DM.id) if m.role == "assistant"][1:]
+    assert texts == [f"respuesta a hola {i}" for i in range(4)]
+
+
+async def _waiting_class(tutor: Tutor, ollama: FakeOllama, students: int) -> list[asyncio.Task[str]]:
+    """S0 is being answered while S1… write: they wait behind it."""
+    await collect(await tutor.start(CLASS, "spanish"))
+    ollama.pause()
+    first = await tutor.reply(CLASS, Learner("u0", "S0"), "hola 0")
+    assert first is not None
+    tasks = [asyncio.create_task(collect(first))]
+    await ollama.wait_for(lambda fake: fake.active == 1, timeout=5)
+    for i in range(1, students):
+        tasks.append(asyncio.create_task(collect(await tutor.reply(CLASS, Learner(f"u{i}", f"S{i}"), f"hola {i}"))))
+    await asyncio.sleep(0.05)  # each is in line
+    return tasks
+
+
+async def test_students_waiting_in_a_group_are_answered_together(tutor: Tutor, ollama: FakeOllama) -> None:
+    tasks = await _waiting_class(tutor, ollama, 4)
+    ollama.responder = lambda messages: "S1, S2, S3: ¡muy bien!"
+    ollama.resume()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [type(r).__name__ for r in results] == ["str", "str", "AnsweredTogether", "AnsweredTogether"]
+    assert len(ollama.chat_requests) == 3  # the opener, S0 alone, then S1–S3 at once
+    last = ollama.chat_requests[-1]["messages"]
+    assert [m["content"].split(":")[0] for m in last[-3:]] == ["S1", "S2", "S3"]
+    assert "S1, S2 and S3 are all waiting" in last[-1]["content"]
+
+
+async def test_a_reply_to_several_students_answers_each_of_their_messages(
+    tutor: Tutor, ollama: FakeOllama, settings: Settings
+) -> None:
+    tasks = await _waiting_class(tutor, ollama, 4)
+    ollama.responder = lambda messages: "S1, S2, S3: ¡muy bien!"
+    ollama.resume()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert await tutor.store.unanswered("test:") == []
+    history = await tutor.store.history(CLASS.id)
+    assert [(m.role, m.author_name) for m in history[1:]] == [
+        ("user", "S0"),
+        ("assistant", None),
+        ("user", "S1"),
+        ("user", "S2"),
+        ("user", "S3"),
+        ("assistant", None),
+    ]
+
+
+async def test_a_reply_to_several_students_has_room_for_each(
+    tutor: Tutor, ollama: FakeOllama, settings: Settings
+) -> None:
+    tasks = await _waiting_class(tutor, ollama, 3)
+    ollama.resume()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    lengths = [r["options"]["num_predict"] for r in ollama.chat_requests]
+    assert lengths[:2] == [settings.num_predict] * 2 and lengths[2] > settings.num_predict
+
+
+async def test_at_most_a_few_students_are_answered_in_one_reply(tutor: Tutor, ollama: FakeOllama) -> None:
+    tasks = await _waiting_class(tutor, ollama, TOGETHER + 3)
+    ollama.resume()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    answered = sum(isinstance(r, str) for r in results)
+    assert answered == 3  # S0; S1–S6 together; S7 and S8 together
+    assert await tutor.store.unanswered("test:") == []
 
 
 async def test_at_most_max_parallel_requests_reach_ollama(settings: Settings, ollama: FakeOllama) -> None:
@@ -353,3 +418,49 @@ async def test_lesson_changes_at_the_same_moment_are_all_kept(tutor: Tutor) -> N
     await asyncio.gather(tutor.set_level(CLASS, "C1"), tutor.set_native(CLASS, "german"), tutor.pause(CLASS))
     lesson = await tutor.lesson(CLASS)
     assert lesson is not None and (lesson.level, lesson.native.code, lesson.active) == (Level.C1, "de", False)
+
+
+# Several model servers
+
+
+async def _two_servers(settings: Settings, ollama: FakeOllama, other: FakeOllama) -> Tutor:
+    return await Tutor.open(settings.model_copy(update={"ollama_host": f"{ollama.url},{other.url}"}))
+
+
+async def test_a_channel_keeps_to_the_server_that_answered_it(settings: Settings, ollama: FakeOllama) -> None:
+    async with FakeOllama(models=("qwen2.5:7b",)) as other:
+        tutor = await _two_servers(settings, ollama, other)
+        channels = [Channel(f"test:dm:{i}") for i in range(4)]
+        await asyncio.gather(*[collect(await tutor.start(c, "spanish")) for c in channels])
+        for turn in range(3):
+            replies = [await tutor.reply(c, ANA, f"canal {i} turno {turn}") for i, c in enumerate(channels)]
+            await asyncio.gather(*[collect(r) for r in replies])
+
+        def turns(server: FakeOllama) -> list[str]:
+            return [r["messages"][-1]["content"].split()[1] for r in server.chat_requests if "canal" in str(r)]
+
+        ours, theirs = turns(ollama), turns(other)
+        assert len(ours) + len(theirs) == 12
+        assert not set(ours) & set(theirs)  # no channel's turns were split between the servers
+        assert ours and theirs  # both servers worked
+        await tutor.close()
+
+
+async def test_a_server_that_is_down_is_passed_over_for_another(settings: Settings, ollama: FakeOllama) -> None:
+    async with FakeOllama(models=("qwen2.5:7b",)) as other:
+        tutor = await _two_servers(settings, ollama, other)
+        await collect(await tutor.start(DM, "spanish"))
+        home, away = (ollama, other) if ollama.chat_requests else (other, ollama)
+        home.script(Script(status=503))
+        away.script("¡Hola desde el otro!")
+        assert await collect(await tutor.reply(DM, ANA, "hola")) == "¡Hola desde el otro!"
+        away.script("¡Sigo aquí!")
+        assert await collect(await tutor.reply(DM, ANA, "¿y ahora?")) == "¡Sigo aquí!"  # it stays there
+        await tutor.close()
+
+
+async def test_with_one_server_a_failure_reaches_the_learner(tutor: Tutor, ollama: FakeOllama) -> None:
+    await collect(await tutor.start(DM, "spanish"))
+    ollama.script(Script(status=503))
+    with pytest.raises(ModelFailed):
+        await collect(await tutor.reply(DM, ANA, "hola"))
