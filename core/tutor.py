@@ -187,10 +187,7 @@ class Tutor:
         # Loaded once per process, before the first learner waits for them: the language identifier's model
         # (~0.7 s) and matplotlib with a first chart (~0.6 s), for /progress.
         await asyncio.gather(asyncio.to_thread(identify.warm), asyncio.to_thread(chart.warm))
-        # What start-up loaded stays for the process's life: out of the collector's sight, a full collection no
-        # longer walks matplotlib's and the identifier's objects in the middle of a learner's /progress (p99 of
-        # /progress in the benchmark, 10 learners with a year of history each: 238 ms without, 165-192 ms with).
-        gc.freeze()
+        _freeze_start_up()
         return cls(settings, await Store.open(settings.db_path), open_models(settings))
 
     @property
@@ -620,6 +617,21 @@ async def _marking_length(chunks: AsyncGenerator[str, None], ended: list[str]) -
             yield chunk
     if "length" in ended:
         yield LENGTH_MARK
+
+
+_frozen = False
+
+
+def _freeze_start_up() -> None:
+    """What start-up loaded stays for the process's life: out of the collector's sight, a full collection no
+    longer walks matplotlib's and the identifier's objects in the middle of a learner's /progress (p99 of /progress
+    in the benchmark, 10 learners with a year of history each: 238 ms without, 165-192 ms with). Once per process:
+    a later freeze would also keep whatever garbage is around by then."""
+    global _frozen
+    if not _frozen:
+        gc.collect()
+        gc.freeze()
+        _frozen = True
 
 
 async def _stored(call: Awaitable[None]) -> None:
