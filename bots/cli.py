@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -179,13 +178,10 @@ async def export(settings: Settings, args: argparse.Namespace) -> int:
     if args.out is None:
         sys.stdout.write(dumps(data))
     else:
-        await asyncio.to_thread(_write_private, args.out, dumps(data))
+        from bots.report import write_private
+
+        await asyncio.to_thread(write_private, args.out, dumps(data).encode(), exclusive=False)
     return 0
-
-
-def _write_private(path: Path, text: str) -> None:
-    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") as out:
-        out.write(text)
 
 
 async def report(settings: Settings, args: argparse.Namespace) -> int:

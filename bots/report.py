@@ -15,11 +15,9 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from rich import box
 from rich.console import Console
-from rich.table import Table
 
-from bots.terminal import ChatMarkdown, terminal_locale
+from bots.terminal import ChatMarkdown, figures_table, terminal_locale
 from core import report as reports
 from core.chart import render_class_png_async
 from core.conversation import language_of_locale
@@ -51,31 +49,20 @@ async def report(
     else:
         figures = reports.report(reports.Rows(), channel, None, now, weeks)
     if figures.students:
-        console.print(_table(reports.table(figures, say), reports.title(figures, say)))
+        console.print(figures_table(reports.table(figures, say), reports.title(figures, say)))
     else:
         console.print(ChatMarkdown(reports.describe(figures, say)))
     if csv is not None:
         console.print(
-            str(await asyncio.to_thread(_write, csv, reports.to_csv(figures), exclusive=False)), soft_wrap=True
+            str(await asyncio.to_thread(write_private, csv, reports.to_csv(figures), exclusive=False)), soft_wrap=True
         )
     png = await render_class_png_async(reports.chart_data(figures, say), reports.chart_text(figures, say))
     chart = csv.with_suffix(".png") if csv else Path(CHART)
-    console.print(str(await asyncio.to_thread(_write, chart, png, exclusive=True)), soft_wrap=True)
+    console.print(str(await asyncio.to_thread(write_private, chart, png, exclusive=True)), soft_wrap=True)
     return 0
 
 
-def _table(rows: tuple[tuple[str, ...], ...], title: str) -> Table:
-    """As the terminal draws a note's table: the first row is the heading, figures to the right."""
-    heading, *body = rows
-    table = Table(*heading, title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for column in table.columns[1:]:
-        column.justify = "right"
-    for row in body:
-        table.add_row(*row)
-    return table
-
-
-def _write(path: Path, data: bytes, *, exclusive: bool) -> Path:
+def write_private(path: Path, data: bytes, *, exclusive: bool) -> Path:
     """`data` at `path`, readable by its owner only. Exclusive: never over an existing file, but at
     `stem-1.ext`, `stem-2.ext`… (the chart, whose name the operator did not choose); else replacing it."""
     flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)

@@ -200,7 +200,7 @@ class Screen:
         with a table (the same figures as its text) is drawn as that table."""
         self.close()
         if note.table:
-            self.console.print(_table(note.table), soft_wrap=not self.console.is_terminal)
+            self.console.print(figures_table(note.table), soft_wrap=not self.console.is_terminal)
         else:
             self._markdown(note.text)
         self._offer(note.buttons)
@@ -260,10 +260,10 @@ class Screen:
         self.stdout.flush()
 
 
-def _table(rows: tuple[tuple[str, ...], ...]) -> Table:
+def figures_table(rows: tuple[tuple[str, ...], ...], title: str | None = None) -> Table:
     """Rows of figures as a table: the first row is the heading, the first column names each figure."""
     heading, *body = rows
-    table = Table(*heading, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    table = Table(*heading, title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for column in table.columns[1:]:
         column.justify = "right"
     for row in body:

@@ -33,7 +33,7 @@ from .lesson import Lesson, Level
 from .links import visible_links
 from .logs import content
 from .outcome import Attachment, Blocked, Button, Buttons, Note, Outcome, Streamed, Surface, Unreachable, rows
-from .progress import chart_data, chart_text, progress, table, table_heading
+from .progress import WEEK, chart_data, chart_text, progress, table, table_heading
 from .progress import describe as describe_progress
 from .relay import RetryAfter
 from .review import Place, Reviews
@@ -118,7 +118,6 @@ RESTARTED_LATE = _(
     "Sorry, I was restarted and could not answer here in time. If a question of yours is still open, send it again."
 )
 PROGRESS_WEEKS = 8  # the chart's weeks of activity
-WEEK = 7 * 86_400.0
 SAVE_CHARS = 100  # a word or phrase to save, not a paragraph
 CAP_USAGE = _("/classroom cap <n> limits each student to n messages a day here; /classroom cap off lifts it.")
 MAX_DAILY_CAP = 10_000

@@ -120,20 +120,15 @@ class Moderator:
 
 async def screened(
     chunks: AsyncGenerator[str, None],
-    moderator: Moderator | None,
+    moderator: Moderator,
     channel: str,
     said: Sequence[Said],
     native: str,
     findings: Findings | None = None,
 ) -> AsyncGenerator[str, None]:
-    """A reply's chunks as the model writes them when there is no classifier; with one, the whole reply once the
-    classifier approves of it, or else `NEUTRAL_REPLY` in `native` (and `findings` emptied: a flagged reply
-    teaches nothing). A reply the model broke off is screened as far as it got, then the break is raised."""
-    if moderator is None:
-        async with aclosing(chunks):
-            async for chunk in chunks:
-                yield chunk
-        return
+    """The whole reply once the classifier approves of it, or else `NEUTRAL_REPLY` in `native` (and `findings`
+    emptied: a flagged reply teaches nothing). A reply the model broke off is screened as far as it got, then the
+    break is raised."""
     parts: list[str] = []
     try:
         async with aclosing(chunks):

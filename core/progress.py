@@ -194,7 +194,7 @@ _TRENDS: dict[Trend, Msg] = {
 def describe(p: Progress, say: Voice, language: str) -> str:
     """/progress as a chat message (Markdown, ~8 lines): this week's figures with last week's in brackets."""
     name = say.name(language)
-    this, last = _percent(p.this_week.share, say), _percent(p.last_week.share, say)
+    this, last = percent(p.this_week.share, say), percent(p.last_week.share, say)
     lines = [
         "**" + say(_("Your progress in {language}: this week (last week)", language=name)) + "**",
         "✍️ " + say(_("Messages: {this} ({last})", this=p.this_week.messages, last=p.last_week.messages)),
@@ -220,7 +220,7 @@ def table(p: Progress, say: Voice, language: str | None = None) -> list[tuple[st
     written = _("Written in {language}", language=say.name(language)) if language else _("In the language you learn")
     rows = [
         (say(_("Messages")), str(p.this_week.messages), str(p.last_week.messages)),
-        (say(written), _percent(p.this_week.share, say), _percent(p.last_week.share, say)),
+        (say(written), percent(p.this_week.share, say), percent(p.last_week.share, say)),
         (say(_("Days in a row")), str(p.streak), ""),
     ]
     rows += [
@@ -289,7 +289,8 @@ def _deck_line(deck: Deck) -> Msg:
     )
 
 
-def _percent(share: float | None, say: Voice) -> str:
+def percent(share: float | None, say: Voice) -> str:
+    """A share as the reader writes percentages; a dash when there is none."""
     return "–" if share is None else format_percent(share, locale=say.language)
 
 

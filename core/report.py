@@ -21,18 +21,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from babel.dates import format_interval, format_skeleton
-from babel.numbers import format_percent
 
 from .categories import label
 from .chart import MAX_CATEGORIES, ChartText, ClassChartData
 from .i18n import Voice, _, _n
-from .progress import Errors
+from .progress import DAY as DAY  # a report counts days as progress does
+from .progress import WEEK, Errors, percent
 
 if TYPE_CHECKING:
     from .store import Store
 
-DAY = 86_400.0
-WEEK = 7 * DAY
 REPORT_WEEKS = 2  # in the chat: this week beside the week before
 CHART_WEEKS = 8  # the chart's weeks of class activity, at least
 NAME_CHARS = 64
@@ -295,7 +293,7 @@ def describe(r: Report, say: Voice) -> str:
         "**" + say(_("The class")) + "**",
         f"👥 {r.writers[0]} ({r.writers[1]})",
         f"✍️ {this.messages} ({last.messages})",
-        f"🎯 {_percent(this.share, say)} ({_percent(last.share, say)})",
+        f"🎯 {percent(this.share, say)} ({percent(last.share, say)})",
         f"✏️ {this.corrected} ({last.corrected})",
     ]
     if r.flagged:
@@ -314,7 +312,7 @@ def _student_lines(student: Student, r: Report, say: Voice) -> list[str]:
     figures = [
         f"**{_escaped(student.name)}**",
         f"✍️ {this.messages} ({last.messages})",
-        f"🎯 {_percent(this.share, say)} ({_percent(last.share, say)})",
+        f"🎯 {percent(this.share, say)} ({percent(last.share, say)})",
         f"✏️ {this.corrected} ({last.corrected})",
         f"🗂️ {this.reviewed} ({last.reviewed}), {student.due}",
         f"🕒 {_day(student.last_active, say)}",
@@ -352,7 +350,7 @@ def table(r: Report, say: Voice) -> tuple[tuple[str, ...], ...]:
                 student.name if first else "",
                 _interval(*r.window(index), say),
                 str(week.messages),
-                _percent(week.share, say),
+                percent(week.share, say),
                 str(week.corrected),
                 ", ".join(f"{say(label(key))} {count}" for key, count in week.corrections[:TOP]),
                 str(week.reviewed),
@@ -425,10 +423,6 @@ def chart_text(r: Report, say: Voice) -> ChartText:
 
 def _language(r: Report, say: Voice) -> str:
     return say.name(r.language) if r.language else say(_("the language learned"))
-
-
-def _percent(share: float | None, say: Voice) -> str:
-    return "–" if share is None else format_percent(share, locale=say.language)
 
 
 def _day(at: float | None, say: Voice) -> str:

@@ -497,7 +497,8 @@ class Tutor:
             ),
             ended,
         )
-        stream = screened(stream, self.moderator, channel.id, said, lesson.native.code, findings)
+        if self.moderator is not None:  # without a classifier, chunks go out as the model writes them
+            stream = screened(stream, self.moderator, channel.id, said, lesson.native.code, findings)
         # Stored before the model is called, as in progress: a crash from here on is finished at the restart.
         reply.id = await self.store.add_message(channel.id, "assistant", "", status=Status.PENDING, reply_to=up_to)
         if len(asked) > 1:
