@@ -15,6 +15,7 @@ from pydantic import SecretStr, ValidationError
 
 from core import logs
 from core.retention import expiring
+from core.scenes import SceneError
 from core.settings import Settings
 from core.tutor import Tutor
 
@@ -217,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(command(settings, args))
     except KeyboardInterrupt:
         return 130
+    except SceneError as error:  # an operator's scene file: which, and what is wrong with it
+        print(f"polyglott: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

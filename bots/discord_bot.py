@@ -257,6 +257,7 @@ class Polyglott(discord.Client):
             None,  # a message event does not say which language the author's app is in
             self._may_teach(lambda: _channel_permissions(message), lambda: getattr(message.author, "roles", ())),
             bool(self.intents.message_content),
+            direct=addressed,  # heard only because the classroom answers all: not said to the tutor
         )
         surface = MessageSurface.of(self, message)
         try:
@@ -643,9 +644,12 @@ class InteractionSurface:
         self._on_pressed = self.component and not thinking
 
     async def _replace(self, note: Note) -> bool:
-        """Show `note` in place of the pressed message, if there is one and its readers may see it."""
+        """Show `note` in place of the pressed message, if there is one and its readers may see it: an ephemeral
+        one, or any in a DM (the /memory list a mention sent there), where the presser is its only reader."""
         pressed = self.interaction.message
-        if not self.component or pressed is None or (note.private and not pressed.flags.ephemeral):
+        if not self.component or pressed is None:
+            return False
+        if note.private and not (pressed.flags.ephemeral or self._in_dm()):
             return False
         view = _view(note.buttons)
         response = self.interaction.response
@@ -657,6 +661,9 @@ class InteractionSurface:
             await self.interaction.edit_original_response(content=note.text, view=view)
             return True
         return False
+
+    def _in_dm(self) -> bool:
+        return getattr(self.interaction.channel, "type", None) is discord.ChannelType.private
 
     async def _post(self, text: str, buttons: Buttons, *, private: bool, attachment: Attachment | None = None) -> None:
         response = self.interaction.response
@@ -844,6 +851,14 @@ async def remind(interaction: Interaction, mode: Literal["on", "off"] | None = N
     await _bot(interaction).command(interaction, "remind", _given(mode))
 
 
+@app_commands.command(name="roleplay", description=_about("roleplay"))
+@app_commands.describe(scene=_option("roleplay", "scene"))
+@everywhere
+async def roleplay(interaction: Interaction, scene: app_commands.Range[str, 1, 100] | None = None) -> None:
+    """Without a scene core offers the level's scenes as buttons; a name is matched by core, typos and all."""
+    await _bot(interaction).command(interaction, "roleplay", _given(scene))
+
+
 def _plain(name: str) -> app_commands.Command[Any, ..., None]:
     """A command without options: `/status`, `/reset`, `/stop`, `/review`, `/progress`, `/mydata`, `/help`, and
     any core adds."""
@@ -861,6 +876,7 @@ _WITH_OPTIONS: dict[str, app_commands.Command[Any, ..., None]] = {
     "native": set_native,
     "classroom": classroom,
     "save": save,
+    "roleplay": roleplay,
     "remind": remind,
 }
 APP_COMMANDS = tuple(_WITH_OPTIONS.get(s.name) or _plain(s.name) for s in COMMANDS if s.name not in TELEGRAM_ONLY)

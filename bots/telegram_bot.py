@@ -2,7 +2,8 @@
 
 The adapter decides nothing about tutoring and writes no words of its own: `core.conversation` does. It
 parses each update into an `Origin` (the chat or forum topic, who wrote, their app's language, whether they
-are one of the group's admins) and one call on the conversation, and renders what comes back: Markdown as
+are one of the group's admins, whether the message was said to the bot or only overheard by a classroom that
+answers all) and one call on the conversation, and renders what comes back: Markdown as
 HTML with a plain-text fallback, buttons as inline keyboards (or deep links into the private chat), notes
 meant for one person as alerts or private messages, images as photos and other files as documents, and a
 streamed reply as a live draft in private chats and send-then-edit in groups, with one flood budget per chat
@@ -740,10 +741,13 @@ class TelegramBot:
         message = update.message
         assert message is not None and message.text is not None
         place = Place.of(message)
-        if place.group and not self._addressed(message) and not await self._answers_all(place):
+        addressed = self._addressed(message)
+        if place.group and not addressed and not await self._answers_all(place):
             return
         text = re.sub(rf"@{re.escape(self._username)}\b[,:]?", "", message.text, flags=re.IGNORECASE).strip()
         origin, surface = self._event(message)
+        # Only heard because the classroom answers every message: answered, but nothing in it is remembered.
+        origin = replace(origin, direct=addressed)
         # The message id: an update Telegram delivers again after a crash is not answered twice.
         await self.conversation.message(origin, text, surface, source=str(message.message_id))
 

@@ -37,6 +37,10 @@ COMMANDS: tuple[Spec, ...] = (
     Spec("review", _("Review your cards: your corrected mistakes and new words")),
     Spec("save", _("Save a word or phrase to review"), "<word or phrase>"),
     Spec("progress", _("Your progress: this week beside the last, with a chart")),
+    Spec("roleplay", _("Play a scene with a goal: at the café, a job interview…"), "[scene]", teacher=True),
+    Spec("endscene", _("End the scene (or the placement) now"), teacher=True),
+    Spec("placement", _("A short chat that finds your level")),
+    Spec("memory", _("What I remember about you, to delete")),
     Spec("report", _("The class's progress, per student, for the teacher alone"), teacher=True, groups_only=True),
     Spec("remind", _("A daily reminder when cards are due (private chats)"), "on|off"),
     Spec("mydata", _("See or delete what I keep about you")),
@@ -57,6 +61,7 @@ OPTIONS: dict[str, dict[str, Msg]] = {
         "messages": _("With cap: messages a day per student here (0 lifts the limit)"),
     },
     "save": {"phrase": _("A word or phrase in the language you are learning")},
+    "roleplay": {"scene": _("The scene to play (leave out to pick from a list)")},
     "remind": {"mode": _("on: one message a day when cards are due; off: none")},
 }
 

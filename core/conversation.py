@@ -13,6 +13,7 @@ import contextlib
 import csv
 import io
 import logging
+import random
 import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -32,13 +33,14 @@ from .languages import POPULAR, Language, by_code, find_language
 from .lesson import Lesson, Level
 from .links import visible_links
 from .logs import content
-from .outcome import Attachment, Blocked, Button, Buttons, Note, Outcome, Streamed, Surface, Unreachable, rows
+from .outcome import Attachment, Blocked, Button, Buttons, Note, Outcome, Streamed, Surface, Then, Unreachable, rows
 from .progress import WEEK, chart_data, chart_text, progress, table, table_heading
 from .progress import describe as describe_progress
 from .relay import RetryAfter
 from .review import Place, Reviews
+from .scenes import Scene, find, for_level, surprise
 from .store import Duplicate, Question, Status, Unfinished
-from .tutor import CUT_MARK, Channel, Learner, Tutor
+from .tutor import CUT_MARK, Channel, Closing, Learner, Reply, Tutor
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +62,8 @@ class Origin:
     if the platform says (`de`, `pt-BR`). `hears_all`: whether the bot can read every message in this group,
     which a classroom that answers everyone needs. `teaches(channel)` asks the platform, as freshly, whether
     the person is a teacher of another chat, a group named by its channel id: a link into the private chat
-    that opens a group's report is checked there (no, where the platform cannot tell).
+    that opens a group's report is checked there (no, where the platform cannot tell). `direct`: the message was
+    said to the tutor (a private chat, a mention, a reply), not only heard in a classroom that answers all.
     """
 
     channel: Channel
@@ -70,6 +73,7 @@ class Origin:
     may_teach: Callable[[], Awaitable[bool]] = _yes
     hears_all: bool = False
     teaches: Callable[[str], Awaitable[bool]] = _not_there
+    direct: bool = True
 
 
 class Notice(Enum):
@@ -110,7 +114,7 @@ _REPORTED = re.compile(r"report:[a-z]+:-?[0-9]+(?::[0-9]+)?")  # a report's `aga
 HELP_QUIT = _("Leave")
 CSV_COLUMNS = ("channel", "time_utc", "role", "text")  # the columns of /mydata's export
 CARD_COLUMNS = ("language", "kind", "wrong", "right", "meaning", "context", "category", "due_utc", "reviews")
-REOPENABLE = frozenset({"mydata", "forget", "review", "progress"})  # `again` actions: they only show, or ask
+REOPENABLE = frozenset({"mydata", "forget", "review", "progress", "memory"})  # `again` actions: they only show, or ask
 REMIND_EVERY = 600.0  # seconds between looks for learners to remind: within the hour they usually practise
 REMIND_QUIET = 20 * 3600.0  # at most one reminder a day, give or take the hour it is sent in
 RESTARTED = _("I was restarted in the middle of this reply.")
@@ -155,7 +159,9 @@ class Conversation:
                 return
             say = Voice(await self._shared_language(origin))
             try:
-                reply = await self.tutor.reply(origin.channel, origin.learner, text, source=source)
+                reply = await self.tutor.reply(
+                    origin.channel, origin.learner, text, source=source, direct=origin.direct
+                )
             except Duplicate:
                 log.info("message delivered twice: ignored", extra=_extra(origin))
                 return
@@ -173,7 +179,7 @@ class Conversation:
             if reply is None:
                 await self._deliver(origin, surface, say, [Note(say(Notice.EMPTY.value))])
                 return
-            await self._deliver(origin, surface, say, [Streamed(reply)])
+            await self._deliver(origin, surface, say, [Streamed(reply), Then(lambda: self._after(origin, reply, say))])
 
     async def command(self, origin: Origin, name: str, args: Iterable[str], surface: Surface) -> None:
         """A command, as `/name args` or a platform's slash command with options."""
@@ -527,6 +533,33 @@ class Conversation:
         lesson = await self.tutor.lesson(origin.channel)
         return await self._progress(origin, lesson.language.code if lesson else None)
 
+    async def _cmd_roleplay(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        lesson = await self._lesson(origin)
+        if args:
+            scene = find(self.tutor.scenes, " ".join(args))
+            if scene is not None:
+                await self._teacher(origin)
+                return await self._scene(origin, scene, say)
+            text = say(_("I don't know the scene “{name}”. Pick one:", name=" ".join(args)[:40]))
+        else:
+            text = say(_("Which scene shall we play? Scenes for level {level}:", level=lesson.level.value))
+        return [Note(text, self._scene_buttons(lesson, say))]
+
+    async def _cmd_endscene(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        await self._teacher(origin)
+        if await self.tutor.end_placement(origin.channel):
+            return [Note(say(_("Placement stopped. Your level stays as it was.")))]
+        closing = await self.tutor.close_scene(origin.channel, reached=False)
+        if closing is None:
+            return [Note(say(_("No scene is being played here. /roleplay starts one.")))]
+        return self._closed(closing, say)
+
+    async def _cmd_placement(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        return await self._placement(origin, say)
+
+    async def _cmd_memory(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
+        return await self._memory(origin)
+
     async def _cmd_report(self, origin: Origin, args: tuple[str, ...], say: Voice) -> list[Outcome]:
         await self._teacher(origin)
         return await self._report(origin, origin.channel.id)
@@ -568,6 +601,15 @@ class Conversation:
                     return await self._set_native(origin, by_code(code))
                 case "mydata", []:
                     return await self._my_data(origin)
+                case "scene", [name]:
+                    return await self._scene_pressed(origin, name, say)
+                case "placement", []:
+                    return await self._placement(origin, say)
+                case "memory", []:
+                    return await self._memory(origin)
+                case "memory", [fact] if fact.isdigit():
+                    await self.store.drop_fact(origin.learner.id, int(fact))
+                    return await self._memory(origin, replaces=True)
                 case "review", [*language] if len(language) <= 1:
                     return await self._review(origin, language[0] if language else None)
                 case "progress", [*language] if len(language) <= 1:
@@ -620,8 +662,14 @@ class Conversation:
         native = None
         if await self.tutor.lesson(origin.channel) is None:
             native = await self._own_language(origin)  # a new lesson explains in its starter's language
-        reply = await self.tutor.start(origin.channel, language, level, native)
-        return [Streamed(reply, level_buttons(language, reply.lesson.level))]
+        private = not origin.channel.group
+        facts = [f.fact for f in await self.store.facts(origin.learner.id)] if private else []
+        reply = await self.tutor.start(origin.channel, language, level, native, facts)
+        buttons = level_buttons(language, reply.lesson.level)
+        if private and await self.store.offer_placement(origin.learner.id, origin.learner.name):
+            say = Voice(reply.lesson.native.code)  # offered once, the first time: a button beside the levels
+            buttons += ((Button(say(_("🧭 Not sure? Find my level")), "placement"),),)
+        return [Streamed(reply, buttons)]
 
     async def _set_level(self, origin: Origin, lesson: Lesson, level: Level, say: Voice) -> list[Outcome]:
         if not lesson.active:
@@ -666,6 +714,111 @@ class Conversation:
         if lesson is None:
             raise NoLesson()
         return lesson
+
+    # Scenes, placement, memory
+
+    def _scene_buttons(self, lesson: Lesson, say: Voice) -> Buttons:
+        scenes = for_level(self.tutor.scenes, lesson.level)
+        buttons = [Button(scene.title(say.language), f"scene:{scene.id}") for scene in scenes]
+        return rows([*buttons, Button(say(_("🎲 Surprise me")), "scene:*")], 2)
+
+    async def _scene_pressed(self, origin: Origin, name: str, say: Voice) -> list[Outcome]:
+        await self._teacher(origin)
+        lesson = await self._lesson(origin)
+        if name == "*":
+            interests = [] if origin.channel.group else [f.fact for f in await self.store.facts(origin.learner.id)]
+            return await self._scene(origin, surprise(self.tutor.scenes, lesson.level, interests, random.Random()), say)
+        scene = self.tutor.scenes.get(name)
+        if scene is None:  # a scene the operator removed since
+            return [Note(say(Notice.EXPIRED.value), private=True)]
+        return await self._scene(origin, scene, say)
+
+    async def _scene(self, origin: Origin, scene: Scene, say: Voice) -> list[Outcome]:
+        """Begin a scene: what it is and its goal for the learner, then the tutor's first line in character."""
+        private = not origin.channel.group
+        facts = [f.fact for f in await self.store.facts(origin.learner.id)] if private else []
+        reply = await self.tutor.begin_scene(origin.channel, scene, origin.learner if private else None, facts)
+        how = _(
+            "The scene ends when the goal is reached, or with /endscene. I keep the corrections for the end, so "
+            "as not to break the scene."
+        )
+        card = f"🎭 *{scene.title(say.language)}*\n🎯 {scene.goal_for(say.language)}\n{say(how)}"
+        return [Note(card), Streamed(reply)]
+
+    def _closed(self, closing: Closing, say: Voice) -> list[Outcome]:
+        """A scene's closer, then what code adds: the goal reached or not, the corrections that matter most, the
+        phrases now in the deck."""
+
+        async def summary() -> list[Outcome]:
+            goal = closing.scene.goal_for(say.language)
+            if closing.reached:
+                lines = ["🎯 " + say(_("Goal reached: {goal}", goal=goal))]
+            else:
+                again = f"/roleplay {closing.scene.id}"
+                lines = [
+                    "🎯 "
+                    + say(_("Goal not reached this time: {goal} Try again with {command}.", goal=goal, command=again))
+                ]
+            if closing.corrections:
+                lines += ["", say(_("The corrections that matter most:")), *closing.corrections]
+            if closing.cards:
+                lines += [
+                    "",
+                    say(
+                        _n(
+                            "{n} phrase is now a card for /review.",
+                            "{n} phrases are now cards for /review.",
+                            closing.cards,
+                        )
+                    ),
+                ]
+            return [Note("\n".join(lines))]
+
+        return [Streamed(closing.reply), Then(summary)]
+
+    async def _after(self, origin: Origin, reply: Reply, say: Voice) -> list[Outcome]:
+        """What follows a reply that ended a scene (its closer) or a placement (its level, to accept)."""
+        if reply.ending is not None:
+            closing = await self.tutor.close_scene(origin.channel, reached=reply.ending == "goal")
+            return self._closed(closing, say) if closing is not None else []
+        if reply.placed is not None:
+            level, code = reply.placed.level, reply.lesson.language.code
+            lesson = await self.tutor.lesson(origin.channel)
+            if lesson is not None and lesson.level == level:
+                return [Note(say(_("Your lesson is at {level} already: it fits.", level=level.value)))]
+            accept = Button(say(_("Set my level to {level}", level=level.value)), f"level:{code}:{level.value}")
+            return [Note(say(_("Shall I write at {level} from now on?", level=level.value)), ((accept,),))]
+        return []
+
+    async def _placement(self, origin: Origin, say: Voice) -> list[Outcome]:
+        own = Voice(await self._own_language(origin))
+        if origin.channel.group:
+            return [Note(own(_("The placement is a chat for two: write /placement to me privately.")), private=True)]
+        await self._lesson(origin)
+        intro = _(
+            "🧭 A short placement: up to ten questions, from easy to harder. Answer as well as you can, in the "
+            "language you are learning; at the end I suggest a level. /endscene stops it."
+        )
+        return [Note(say(intro)), Streamed(await self.tutor.begin_placement(origin.channel))]
+
+    async def _memory(self, origin: Origin, *, replaces: bool = False) -> list[Outcome]:
+        """What the tutor remembers about the learner, each with a button that deletes it; theirs alone."""
+        own = Voice(await self._own_language(origin))
+        if self.tutor.settings.minors:
+            return [
+                Note(own(_("Here I remember nothing about anyone: this tutor is set up for minors.")), private=True)
+            ]
+        facts = await self.store.facts(origin.learner.id)
+        if not facts:
+            nothing = _(
+                "I remember nothing about you. If you tell me about yourself (your interests, why you are learning), "
+                "I keep a few facts for our next chats, and you can delete them here."
+            )
+            return [Note(own(nothing), private=True, again="memory", replaces=replaces)]
+        listed = "\n".join(f"{i}. {fact.fact}" for i, fact in enumerate(facts, start=1))
+        text = f"{own(_('What I remember about you:'))}\n{listed}\n\n{own(_('Press a number to delete that fact.'))}"
+        buttons = [Button(f"🗑 {i}", f"memory:{fact.id}") for i, fact in enumerate(facts, start=1)]
+        return [Note(text, rows(buttons, 4), private=True, again="memory", replaces=replaces)]
 
     # Reviews and reminders
 
@@ -817,6 +970,8 @@ class Conversation:
         linked: set[str] = set()  # private outcomes already replaced by a link to the private chat
         for outcome in outcomes:
             match outcome:
+                case Then(make=make):
+                    await self._deliver(origin, surface, say, await make())
                 case Streamed(reply=reply, buttons=buttons):
                     delivery = await answer(reply, surface, say, buttons)
                     shown = f"{len(delivery.messages)} messages, {delivery.updates} updates" if delivery else "failed"

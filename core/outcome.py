@@ -7,6 +7,7 @@ of `callback_data` and Discord's 100 characters of `custom_id`, and needs no sta
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -90,7 +91,15 @@ class Streamed:
     buttons: Buttons = ()
 
 
-Outcome = Note | Attachment | Streamed
+@dataclass(frozen=True)
+class Then:
+    """Outcomes that can only be made once those before them are shown (a scene's rating, after its closer).
+    Core delivers them; an adapter never sees one."""
+
+    make: Callable[[], Awaitable[list[Outcome]]]
+
+
+Outcome = Note | Attachment | Streamed | Then
 
 
 class Unreachable(Exception):

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     daily_messages: int | None = Field(default=None, ge=1)
     minors: bool = False
     moderation_model: str | None = None
+    # Role-play scenes: a directory of scene files (TOML, like core/scene_data) a teacher or operator adds; one
+    # with a built-in scene's name replaces it.
+    scenes_dir: Path | None = None
 
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"
@@ -158,6 +161,7 @@ class Settings(BaseSettings):
         "discord_teacher_role",
         "moderation_model",
         "daily_messages",
+        "scenes_dir",
         mode="before",
     )
     @classmethod

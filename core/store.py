@@ -10,7 +10,7 @@ import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -210,7 +210,49 @@ MIGRATIONS: Sequence[str] = (
     CREATE INDEX practice_by_channel ON practice(channel, at);
     CREATE INDEX mistakes_by_channel ON mistakes(channel, at);
     """,
+    # Lessons with a goal. A channel plays at most one scene or placement at a time (`stages`): which, from which
+    # message on (its opener), how many turns so far, and a placement's ladder. Facts a learner chose to share,
+    # at most a dozen each. Whether a learner was offered a placement.
+    """
+    CREATE TABLE stages (
+        channel TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('scene','placement')),
+        scene TEXT NOT NULL DEFAULT '',
+        since INTEGER NOT NULL DEFAULT 0,
+        turns INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL DEFAULT '{}',
+        at REAL NOT NULL
+    );
+    CREATE TABLE facts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        learner TEXT NOT NULL REFERENCES learners(id) ON DELETE CASCADE,
+        fact TEXT NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE UNIQUE INDEX facts_by_learner ON facts(learner, lower(fact));
+    ALTER TABLE learners ADD COLUMN placement_offered INTEGER NOT NULL DEFAULT 0;
+    """,
 )
+MAX_FACTS = 12  # remembered per learner: the newest stay
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A scene or placement under way in a channel. `since`: its opener's message, the first of its history;
+    `state`: a placement's ladder so far (JSON-able)."""
+
+    channel: str
+    kind: Literal["scene", "placement"]
+    scene: str = ""
+    since: int = 0
+    turns: int = 0
+    state: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Fact:
+    id: int
+    fact: str
 
 
 @dataclass(frozen=True)
@@ -322,6 +364,94 @@ class Store:
         for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
             # executescript commits anything pending first, then runs the whole step as one transaction.
             await self._db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+
+    # Scenes and placements
+
+    async def stage(self, channel: str) -> Stage | None:
+        async with self._db.execute("SELECT * FROM stages WHERE channel = ?", (channel,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return Stage(row["channel"], row["kind"], row["scene"], row["since"], row["turns"], json.loads(row["state"]))
+
+    async def set_stage(self, stage: Stage) -> None:
+        """Begin or update a channel's scene or placement (one at a time: a new one replaces it)."""
+        await self._db.execute(
+            """INSERT INTO stages (channel, kind, scene, since, turns, state, at) VALUES (?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT(channel) DO UPDATE SET kind = excluded.kind, scene = excluded.scene,
+                 since = excluded.since, turns = excluded.turns, state = excluded.state, at = excluded.at""",
+            (stage.channel, stage.kind, stage.scene, stage.since, stage.turns, json.dumps(stage.state), time.time()),
+        )
+
+    async def end_stage(self, channel: str) -> Stage | None:
+        """End a channel's scene or placement; what it was, or None if none was under way (ended already)."""
+        async with self._db.execute("DELETE FROM stages WHERE channel = ? RETURNING *", (channel,)) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return Stage(row["channel"], row["kind"], row["scene"], row["since"], row["turns"], json.loads(row["state"]))
+
+    async def mistakes_since(self, channel: str, since: int) -> list[Message]:
+        """The tutor's replies in a channel from message `since` on (a scene's): the corrections are in them."""
+        async with self._db.execute(
+            "SELECT * FROM messages WHERE channel = ? AND id >= ? AND role = 'assistant' ORDER BY id",
+            (channel, since),
+        ) as cursor:
+            return [_message(r) for r in await cursor.fetchall()]
+
+    async def players(self, channel: str, since: int) -> list[tuple[str, str]]:
+        """Who wrote in a channel from message `since` on (a scene's players): (id, name), in order of arrival."""
+        async with self._db.execute(
+            """SELECT author_id, author_name FROM messages WHERE channel = ? AND id >= ? AND role = 'user'
+                 AND author_id IS NOT NULL GROUP BY author_id ORDER BY MIN(id)""",
+            (channel, since),
+        ) as cursor:
+            return [(row[0], row[1] or "") for row in await cursor.fetchall()]
+
+    # Facts a learner chose to share
+
+    async def facts(self, learner: str) -> list[Fact]:
+        async with self._db.execute("SELECT id, fact FROM facts WHERE learner = ? ORDER BY id", (learner,)) as cursor:
+            return [Fact(row[0], row[1]) for row in await cursor.fetchall()]
+
+    async def remember(self, learner: str, name: str, fact: str) -> bool:
+        """Keep a fact (once: the same fact again only refreshes it); the oldest beyond MAX_FACTS go. False if
+        it was known."""
+        now = time.time()
+        async with self._atomic():
+            await self._db.execute(
+                """INSERT INTO learners (id, name, first_seen, last_seen) VALUES (?, ?, ?, ?)
+                   ON CONFLICT(id) DO NOTHING""",
+                (learner, name, now, now),
+            )
+            cursor = await self._db.execute(
+                "INSERT INTO facts (learner, fact, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (learner, fact, now)
+            )
+            added = cursor.rowcount > 0
+            await self._db.execute(
+                """DELETE FROM facts WHERE learner = ? AND id NOT IN
+                   (SELECT id FROM facts WHERE learner = ? ORDER BY id DESC LIMIT ?)""",
+                (learner, learner, MAX_FACTS),
+            )
+        return added
+
+    async def drop_fact(self, learner: str, fact: int) -> bool:
+        """Delete one of a learner's facts (theirs only); False if it was gone."""
+        cursor = await self._db.execute("DELETE FROM facts WHERE id = ? AND learner = ?", (fact, learner))
+        return cursor.rowcount > 0
+
+    async def offer_placement(self, learner: str, name: str) -> bool:
+        """Whether to offer this learner a placement: once, the first time it is asked."""
+        now = time.time()
+        await self._db.execute(
+            """INSERT INTO learners (id, name, first_seen, last_seen) VALUES (?, ?, ?, ?)
+               ON CONFLICT(id) DO NOTHING""",
+            (learner, name, now, now),
+        )
+        cursor = await self._db.execute(
+            "UPDATE learners SET placement_offered = 1 WHERE id = ? AND placement_offered = 0", (learner,)
+        )
+        return cursor.rowcount > 0
 
     # Lessons
 

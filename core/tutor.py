@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from . import chart, identify
 from .cleaning import clean, flatten_name
 from .context import estimate_tokens, fit
-from .corrections import Findings, Said, checked
+from .corrections import Findings, Said, checked, correction_line, parse_word
 from .deck import Card, Kind
 from .engine import open_models
 from .errors import (
@@ -29,16 +29,36 @@ from .errors import (
     ReplyDiscarded,
     ReplyInterrupted,
 )
-from .i18n import Msg, _
+from .i18n import Msg, Voice, _
 from .identify import written_in
 from .languages import Language, find_language
 from .lesson import Lesson, Level
 from .llm import Model
+from .markers import Marks, taken, without_lines
 from .moderation import Moderator, screened
-from .prompts import gloss_request, opening_request, reminder, self_correction, system_prompt, together
+from .placement import Ladder, proposal
+from .prompts import (
+    CORRECTION_MARK,
+    WORD_MARK,
+    gloss_request,
+    opening_request,
+    placement_judge,
+    placement_prompt,
+    placement_task,
+    reminder,
+    scene_closer,
+    scene_opening,
+    scene_prompt,
+    scene_reminder,
+    self_correction,
+    system_prompt,
+    together,
+)
 from .queue import FairQueue, Ticket, Withdrawn
+from .scenes import Scene
+from .scenes import load as load_scenes
 from .settings import Settings
-from .store import Message, Question, Shown, Status, Store
+from .store import Message, Question, Shown, Stage, Status, Store
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +79,8 @@ RECURRING_WITHIN = 7 * 86_400.0
 TOGETHER = 10
 TOKENS_PER_STUDENT = 96
 SERVER_RETRY_MAX = 60.0  # seconds a failed model server is left alone at most before it is tried again
+TRANSCRIPT_CHARS = 6_000  # of a scene, for its closer: the end of a long scene is what the learner remembers
+JUDGE_TOKENS = 12  # "[managed: yes]", with room for a model that says more
 
 
 @dataclass(frozen=True)
@@ -92,6 +114,28 @@ class Asked:
     id: int
     learner: Learner
     text: str
+    direct: bool = True  # said to the tutor (a private chat, a mention, a reply), not only heard in a classroom
+
+
+@dataclass(frozen=True)
+class Placed:
+    """A placement's end: the level it proposes, and the tasks behind it."""
+
+    level: Level
+    managed: tuple[str, ...]
+    missed: tuple[str, ...]
+
+
+@dataclass
+class Closing:
+    """A scene's end: the closer to show, then what code adds (the goal's rating, the corrections that matter
+    most, how many phrases became cards: known once the closer is written)."""
+
+    reply: Reply
+    scene: Scene
+    reached: bool
+    corrections: list[str]
+    cards: int = 0
 
 
 class Reply:
@@ -112,6 +156,12 @@ class Reply:
         self.discarded = False
         self.delivered_by_caller = False
         self.asked: list[Asked] = []  # what it answers: one message, or in a busy group several students'
+        self.facts: tuple[str, ...] = ()  # an opener's: what the learner shared before
+        self.script: list[dict[str, str]] | None = None  # a turn with a prompt of its own (a scene's opener)
+        self.began: Callable[[int], Awaitable[None]] | None = None  # told the stored row of a scene's opener
+        self.after: Callable[[], Awaitable[None]] | None = None  # once the model is done (a closer's cards)
+        self.ending: str | None = None  # "goal" or "turns": this turn ends the channel's scene
+        self.placed: Placed | None = None  # this turn ends a placement
         self._tutor = tutor
         self._interrupt: asyncio.Timeout | None = None
         self._ticket: Ticket | None = None
@@ -181,6 +231,7 @@ class Tutor:
         self._streaming: dict[str, set[Reply]] = {}  # per channel: replies being generated or waiting to be
         # The safety classifier, when one is set: it screens every learner message and every reply.
         self.moderator = Moderator(settings.moderation_model, self.model, store) if settings.moderation_model else None
+        self.scenes = load_scenes(settings.scenes_dir)
 
     @classmethod
     async def open(cls, settings: Settings) -> Tutor:
@@ -232,8 +283,10 @@ class Tutor:
         language: str | Language,
         level: str | Level | None = None,
         native: str | Language | None = None,
+        facts: Sequence[str] = (),
     ) -> Reply:
-        """Start, switch or resume a lesson; the reply is the tutor's opening message."""
+        """Start, switch or resume a lesson; the reply is the tutor's opening message (`facts`: what the learner
+        shared before, for a private chat's opener)."""
         target = _language(language)
         async with self._changes(channel):
             current = await self.lesson(channel)
@@ -248,7 +301,9 @@ class Tutor:
             self.discard(channel.id)  # a reply of the lesson being replaced must not land after the new opener
             await self.store.save_lesson(lesson, new_conversation=new_conversation)
         log.info("lesson started", extra={"channel": channel.id, "language": target.code, "level": chosen.value})
+        await self.store.end_stage(channel.id)  # a scene or placement of the lesson before ends with it
         reply = Reply(self, lesson)
+        reply.facts = tuple(facts)
         reply._chunks = self._generate(channel, lesson, reply)
         return reply
 
@@ -316,12 +371,15 @@ class Tutor:
 
     # Conversation
 
-    async def reply(self, channel: Channel, learner: Learner, text: str, *, source: str | None = None) -> Reply | None:
+    async def reply(
+        self, channel: Channel, learner: Learner, text: str, *, source: str | None = None, direct: bool = True
+    ) -> Reply | None:
         """Store the learner's message, then return the tutor's answer to stream.
 
         `None` means there was nothing to answer (an empty message). Raises `NoLesson` or
         `LessonPaused` when the channel is not learning right now, and `store.Duplicate` when the message with
-        this platform `source` id was stored before (the platform delivered it twice).
+        this platform `source` id was stored before (the platform delivered it twice). `direct`: said to the
+        tutor, not only heard in a classroom that answers every message (only then is a fact remembered).
         """
         cleaned = clean(text, self.settings.max_input_chars)
         if cleaned is None:
@@ -353,7 +411,7 @@ class Tutor:
             else None
         )
         reply = Reply(self, lesson, notice, author=learner.id)
-        reply.asked = [Asked(message_id, learner, cleaned.text)]
+        reply.asked = [Asked(message_id, learner, cleaned.text, direct)]
         reply._chunks = self._generate(channel, lesson, reply)
         return reply
 
@@ -383,15 +441,28 @@ class Tutor:
         return reply
 
     def prompt(
-        self, lesson: Lesson, history: list[Message], learner: Learner | None, notes: Sequence[str] = ()
+        self,
+        lesson: Lesson,
+        history: list[Message],
+        learner: Learner | None,
+        notes: Sequence[str] = (),
+        *,
+        scene: Scene | None = None,
+        facts: Sequence[str] = (),
     ) -> list[dict[str, str]]:
         """The messages for the model. Every part is derived from stored data in the same way each turn,
         so each turn's prompt begins with the previous one and Ollama re-reads only what is new. `notes` (errors
         that keep coming back, several students waiting) are said in the latest turn only: the next turn
-        re-reads that one message, not the whole prompt."""
+        re-reads that one message, not the whole prompt. In a `scene`, its own system prompt (and `history` is the
+        scene's); `facts` go into an opener's turn."""
         minors = self.settings.minors
-        system = system_prompt(lesson, None if lesson.group or learner is None else learner.name, minors=minors)
-        suffix = f"\n\n({reminder(lesson)})"
+        name = None if lesson.group or learner is None else learner.name
+        if scene is not None:
+            system = scene_prompt(scene, lesson, name, minors=minors)
+            suffix = f"\n\n({scene_reminder(lesson)})"
+        else:
+            system = system_prompt(lesson, name, minors=minors)
+            suffix = f"\n\n({reminder(lesson)})"
         messages = [{"role": "system", "content": system}]
         for m in history:
             if m.role == "assistant":
@@ -400,7 +471,7 @@ class Tutor:
                 said = f"{m.author_name}: {m.text}" if lesson.group and m.author_name else m.text
                 messages.append({"role": "user", "content": said + suffix})
         if learner is None:  # the lesson's opening
-            messages.append({"role": "user", "content": opening_request(lesson)})
+            messages.append({"role": "user", "content": opening_request(lesson, facts)})
         elif notes and messages[-1]["role"] == "user":
             messages[-1]["content"] = messages[-1]["content"][:-1] + "".join(f" {note}" for note in notes) + ")"
         return messages
@@ -463,12 +534,29 @@ class Tutor:
 
     async def _answering(self, channel: Channel, lesson: Lesson, reply: Reply) -> AsyncGenerator[str, None]:
         """The reply, once its turn has come, with the students joined to it: prompt, model, checks, and what it
-        taught."""
+        taught. A turn with a prompt of its own (an opener of a scene, a closer), a placement's and a scene's
+        take their own way."""
         for other in self._joined(channel, reply):
             reply.asked += other.asked
         asked = reply.asked
+        ended: list[str] = []
+        if reply.script is not None:
+            stream = _marking_length(self._model_text(reply._ticket, reply.script, ended), ended)
+            async with aclosing(self._streamed(channel, lesson, reply, stream, None)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            return
+        stage = await self.store.stage(channel.id) if asked else None
+        if stage is not None and stage.kind == "placement":
+            async with aclosing(self._placing(channel, lesson, reply, stage)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+            return
+        scene = self.scenes.get(stage.scene) if stage is not None else None
         up_to = max((a.id for a in asked), default=None)
         history = await self._history(channel, lesson, up_to)
+        if stage is not None and scene is not None:
+            history = [m for m in history if m.position >= stage.since]
         notes: list[str] = []
         if len(asked) > 1:
             notes.append(together([a.learner.name for a in asked]))
@@ -479,30 +567,57 @@ class Tutor:
                 notes.append(self_correction(recurring, a.learner.name if len(asked) > 1 else None))
         # Every line the learner sees is checked, an opener's too (it quotes nobody: no correction survives).
         findings = Findings([], [])
+        marks = Marks()
         said = [Said(a.learner.id, a.text, a.learner.name) for a in asked]
         before = next((m.text for m in reversed(history) if m.role == "assistant"), "")
-        ended: list[str] = []
         learner = asked[-1].learner if asked else None
-        messages = self.prompt(lesson, history, learner, notes)
-        stream = _marking_length(
-            checked(
-                self._model_text(
-                    reply._ticket, messages, ended, self._reply_tokens(len(asked)) if len(asked) > 1 else None
-                ),
-                said,
-                language=lesson.language.code,
-                native=lesson.native.code,
-                tutor_before=before,
-                findings=findings,
-            ),
-            ended,
+        messages = self.prompt(lesson, history, learner, notes, scene=scene, facts=reply.facts)
+        tokens = self._reply_tokens(len(asked)) if len(asked) > 1 else None
+        stream = checked(
+            taken(self._model_text(reply._ticket, messages, ended, tokens), marks),
+            said,
+            language=lesson.language.code,
+            native=lesson.native.code,
+            tutor_before=before,
+            findings=findings,
         )
+        if scene is not None:  # the scene's corrections are kept for its closer: in the scene, the character recasts
+            stream = without_lines(stream, (CORRECTION_MARK, WORD_MARK))
+        stream = _marking_length(stream, ended)
         if self.moderator is not None:  # without a classifier, chunks go out as the model writes them
             stream = screened(stream, self.moderator, channel.id, said, lesson.native.code, findings)
+
+        async def taught() -> None:
+            await self._learn(channel, lesson, [a.learner for a in asked], findings)
+            if reply.status is not Status.COMPLETE:
+                return
+            if stage is not None and scene is not None:
+                await self._scene_turn(channel, stage, scene, reply, marks, findings)
+            elif stage is None:
+                await self._remember(lesson, asked, marks)
+
+        async with aclosing(self._streamed(channel, lesson, reply, stream, up_to, taught if asked else None)) as out:
+            async for chunk in out:
+                yield chunk
+
+    async def _streamed(
+        self,
+        channel: Channel,
+        lesson: Lesson,
+        reply: Reply,
+        stream: AsyncGenerator[str, None],
+        up_to: int | None,
+        taught: Callable[[], Awaitable[None]] | None = None,
+    ) -> AsyncGenerator[str, None]:
+        """A turn's text, stored as it goes: the row before the model is called, the end however it comes.
+        `taught`, once the text is over (and the reply is not discarded): what the turn taught."""
+        asked = reply.asked
         # Stored before the model is called, as in progress: a crash from here on is finished at the restart.
         reply.id = await self.store.add_message(channel.id, "assistant", "", status=Status.PENDING, reply_to=up_to)
         if len(asked) > 1:
             await self.store.answered_together([a.id for a in asked], reply.id)
+        if reply.began is not None:
+            await reply.began(reply.id)
         status = Status.FAILED
         try:
             async with asyncio.timeout(None) as reply._interrupt, aclosing(stream):
@@ -527,8 +642,187 @@ class Tutor:
         finally:
             reply.status = status
             await asyncio.shield(self._save(reply))
-            if asked and not reply.discarded:
-                await asyncio.shield(self._learn(channel, lesson, [a.learner for a in asked], findings))
+            if not reply.discarded:
+                for then in (taught, reply.after):
+                    if then is not None:
+                        await asyncio.shield(_logged(then()))
+
+    # Scenes
+
+    async def begin_scene(
+        self, channel: Channel, scene: Scene, learner: Learner | None = None, facts: Sequence[str] = ()
+    ) -> Reply:
+        """Start a role-play scene in this channel (one a teacher starts in a group, the class plays together);
+        the reply is the tutor's opening line, in character. `learner`, `facts`: a private chat's learner."""
+        lesson = await self._active(channel)
+        await self.store.set_stage(Stage(channel.id, "scene", scene.id))
+        name = None if lesson.group or learner is None else learner.name
+        reply = Reply(self, lesson)
+        opening = scene_opening(scene, lesson, () if lesson.group else facts)
+        reply.script = [
+            {"role": "system", "content": scene_prompt(scene, lesson, name, minors=self.settings.minors)},
+            {"role": "user", "content": opening},
+        ]
+        reply.began = lambda since: self.store.set_stage(Stage(channel.id, "scene", scene.id, since))
+        reply._chunks = self._generate(channel, lesson, reply)
+        log.info("scene started", extra={"channel": channel.id, "scene": scene.id})
+        return reply
+
+    async def scene(self, channel: Channel) -> Scene | None:
+        """The scene being played in this channel, if any."""
+        stage = await self.store.stage(channel.id)
+        return self.scenes.get(stage.scene) if stage is not None and stage.kind == "scene" else None
+
+    async def _scene_turn(
+        self, channel: Channel, stage: Stage, scene: Scene, reply: Reply, marks: Marks, findings: Findings
+    ) -> None:
+        """A scene's turn is over: count it, keep its corrections for the closer, and see whether the scene ends
+        (the goal's marker, or its last turn)."""
+        names = {a.learner.id: a.learner.name for a in reply.asked}
+        async with self._changes(channel):
+            current = await self.store.stage(channel.id)
+            if current is None or current.kind != "scene" or current.since != stage.since:
+                return  # ended meanwhile (/endscene), or another one began
+            kept = list(current.state.get("corrections", []))  # type: ignore[call-overload]
+            for c in findings.corrections:
+                line = correction_line(c, reply.lesson.native.code)
+                kept.append({"who": names.get(c.author or "", ""), "line": line, "category": c.category})
+            turns = current.turns + 1
+            await self.store.set_stage(replace(current, turns=turns, state={**current.state, "corrections": kept}))
+        if marks.goal or turns >= scene.turns:
+            reply.ending = "goal" if marks.goal else "turns"
+
+    async def close_scene(self, channel: Channel, reached: bool) -> Closing | None:
+        """End the channel's scene: the closer (what went well, the useful phrases, which become cards of every
+        player), and the corrections that matter most. None if no scene is being played (it ended already)."""
+        lesson = await self._active(channel)
+        async with self._changes(channel):
+            stage = await self.store.stage(channel.id)
+            if stage is None or stage.kind != "scene":
+                return None
+            await self.store.end_stage(channel.id)
+        scene = self.scenes.get(stage.scene)
+        if scene is None:  # its file was removed since: nothing to close with
+            return None
+        history = [m for m in await self.store.history(channel.id) if m.position >= stage.since]
+        transcript = "\n".join(
+            f"{'Tutor' if m.role == 'assistant' else m.author_name or 'Learner'}: {m.text}" for m in history
+        )[-TRANSCRIPT_CHARS:]
+        reply = Reply(self, lesson)
+        reply.script = scene_closer(scene, lesson, transcript, reached)
+        closing = Closing(reply, scene, reached, _most_telling(stage.state.get("corrections"), lesson.group))
+        players = await self.store.players(channel.id, stage.since)
+
+        async def cards() -> None:
+            closing.cards = await self._phrase_cards(lesson, scene, reply.text, [p for p, _name in players])
+
+        reply.after = cards
+        reply._chunks = self._generate(channel, lesson, reply)
+        log.info("scene closed", extra={"channel": channel.id, "scene": scene.id, "reached": reached})
+        return closing
+
+    async def _phrase_cards(self, lesson: Lesson, scene: Scene, text: str, players: Sequence[str]) -> int:
+        """The closer's 📘 lines become cards of every player; how many phrases there were."""
+        phrases = [found for line in text.splitlines() if (found := parse_word(line))]
+        now = time.time()
+        for learner in players:
+            for word, meaning in phrases:
+                card = Card(0, learner, lesson.language.code, Kind.WORD, word[:100], "", meaning[:200], scene.id)
+                await self.store.add_card(card, now)
+        return len(phrases)
+
+    # Placement
+
+    async def begin_placement(self, channel: Channel) -> Reply:
+        """Start a placement in a private chat: tasks of rising level, one a turn; the reply gives the first."""
+        lesson = await self._active(channel)
+        ladder = Ladder()
+        task = ladder.ask()
+        await self.store.set_stage(Stage(channel.id, "placement", state=ladder.state()))
+        reply = Reply(self, lesson)
+        reply.script = [
+            {"role": "system", "content": placement_prompt(lesson)},
+            {"role": "user", "content": placement_task(task.ask, task.level.value, lesson, first=True)},
+        ]
+        state = ladder.state()
+        reply.began = lambda since: self.store.set_stage(Stage(channel.id, "placement", since=since, state=state))
+        reply._chunks = self._generate(channel, lesson, reply)
+        log.info("placement started", extra={"channel": channel.id})
+        return reply
+
+    async def end_placement(self, channel: Channel) -> bool:
+        """Stop a placement under way; False if there was none."""
+        async with self._changes(channel):
+            stage = await self.store.stage(channel.id)
+            if stage is None or stage.kind != "placement":
+                return False
+            await self.store.end_stage(channel.id)
+        return True
+
+    async def _placing(self, channel: Channel, lesson: Lesson, reply: Reply, stage: Stage) -> AsyncGenerator[str, None]:
+        """A placement's turn: the model judges the answer to the last task (a prompt of its own), the ladder
+        climbs or steps down, and the reply gives the next task, or the level the placement proposes."""
+        ladder = Ladder.of(stage.state)
+        answer = reply.asked[-1]
+        task = ladder.task
+        verdict = Marks()
+        judging = self._model_text(
+            reply._ticket, placement_judge(task.ask, task.level.value, answer.text, lesson), [], JUDGE_TOKENS
+        )
+        async with aclosing(taken(judging, verdict)) as text:
+            async for _ignored in text:
+                pass
+        ladder.judged(verdict.managed is True)
+        ended: list[str] = []
+        if ladder.done:
+            await self.store.end_stage(channel.id)
+            level = ladder.result()
+            say = Voice(lesson.native.code)
+            reply.placed = Placed(
+                level, tuple(say(t.can) for t in ladder.managed()), tuple(say(t.can) for t in ladder.missed())
+            )
+            stream = _said(proposal(reply.placed.level, reply.placed.managed, reply.placed.missed, say))
+        else:
+            following = ladder.ask()
+            await self.store.set_stage(replace(stage, turns=stage.turns + 1, state=ladder.state()))
+            history = [m for m in await self._history(channel, lesson, answer.id) if m.position >= stage.since]
+            messages = [{"role": "system", "content": placement_prompt(lesson)}]
+            messages += [{"role": m.role, "content": m.text} for m in history]
+            ask = placement_task(following.ask, following.level.value, lesson, first=False)
+            if messages[-1]["role"] == "user":
+                messages[-1] = {"role": "user", "content": f"{messages[-1]['content']}\n\n{ask}"}
+            else:
+                messages.append({"role": "user", "content": ask})
+            stream = _marking_length(self._model_text(reply._ticket, messages, ended), ended)
+        async with aclosing(self._streamed(channel, lesson, reply, stream, answer.id)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    # Memory
+
+    async def _remember(self, lesson: Lesson, asked: list[Asked], marks: Marks) -> None:
+        """Facts the model marked, for the learner who shared them: never in minors mode; in a group only what a
+        student said to the tutor directly, named as theirs (or theirs alone, in a turn that answered one)."""
+        if self.settings.minors or not marks.facts:
+            return
+        for fact in marks.facts:
+            whose, _sep, rest = fact.partition(":")
+            named = [a for a in asked if a.learner.name.casefold() == whose.strip().casefold()] if rest else []
+            if named:
+                fact = rest.strip()
+            elif lesson.group and len(asked) > 1:
+                continue
+            for a in named[-1:] or asked[-1:]:
+                if a.direct and fact:
+                    await self.store.remember(a.learner.id, a.learner.name, fact)
+
+    async def _active(self, channel: Channel) -> Lesson:
+        lesson = await self.lesson(channel)
+        if lesson is None:
+            raise NoLesson()
+        if not lesson.active:
+            raise LessonPaused()
+        return lesson
 
     async def _model_text(
         self, ticket: Ticket | None, messages: list[dict[str, str]], ended: list[str], num_predict: int | None = None
@@ -633,6 +927,33 @@ def _freeze_start_up() -> None:
         gc.collect()
         gc.freeze()
         _frozen = True
+
+
+def _most_telling(kept: object, group: bool) -> list[str]:
+    """A scene's corrections that matter most, at most three: those of the kinds of error made most often in it,
+    the first of each kind (focused feedback on a few error types beats correcting everything: Deng et al. 2022)."""
+    items = [k for k in kept if isinstance(k, dict)] if isinstance(kept, list) else []
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[str(item.get("category"))] = counts.get(str(item.get("category")), 0) + 1
+    chosen: list[dict[str, object]] = []
+    for category in sorted(counts, key=lambda c: -counts[c]):
+        chosen += [item for item in items if str(item.get("category")) == category][:1]
+    lines = [f"{item['who']}: {item['line']}" if group and item.get("who") else str(item["line"]) for item in chosen]
+    return lines[:3]
+
+
+async def _said(text: str) -> AsyncGenerator[str, None]:
+    """A turn whose words are code's (a placement's proposal), through the same storing as the model's."""
+    yield text
+
+
+async def _logged(call: Awaitable[None]) -> None:
+    """What a turn taught, stored once it is shown: a failure there must not lose the reply."""
+    try:
+        await call
+    except Exception:
+        log.exception("could not store what a turn taught")
 
 
 async def _stored(call: Awaitable[None]) -> None:

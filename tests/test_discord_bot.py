@@ -318,7 +318,7 @@ async def test_learn_without_a_language_offers_languages_and_a_press_starts_that
     assert asked.original["components"] == []
     await fake.wait_until(lambda: bool(pressed.followups and pressed.followups[0]["components"]))
     (opener,) = pressed.followups
-    assert actions_of(opener) == [f"level:de:{level}" for level in Level]
+    assert actions_of(opener) == [*(f"level:de:{level}" for level in Level), "placement"]  # a first lesson
     lesson = await tutor.lesson(lesson_of(dm, group=False))
     assert lesson is not None and lesson.language.name == "German"
     assert callbacks(fake, pressed) == 1

@@ -62,10 +62,17 @@ async def mentions(store: Store, *needles: str) -> dict[str, int]:
 async def seed_everything(conversation: Conversation, ollama: FakeOllama) -> None:
     """Ana learns in her private chat and in a class with Ben, and leaves a row in every table there is: her
     messages and the answers, her private chat's lesson and levels, cards, a review, a mistake, practice, a card
-    waiting for her typed answer, reminders, a flag. Ben has his own private chat and cards."""
+    waiting for her typed answer, reminders, a flag, a fact remembered, a scene under way. Ben has his own private chat and cards."""
     store = conversation.store
     ollama.script(
-        "¡Hola! ¿Qué comes hoy?", "¡Hola, clase!", "Muy bien, Ana.", "Bien, Ben.", "¡Hola!", "Perfecto.", "Vale."
+        "¡Hola! ¿Qué comes hoy?",
+        "¡Hola, clase!",
+        "Muy bien, Ana.",
+        "Bien, Ben.",
+        "¡Hola!",
+        "Perfecto.",
+        "Vale. [remember: lives in Lima]",
+        "¡Bienvenida al café!",
     )
     await conversation.command(origin(DM, ANA), "learn", ("spanish",), Recorder())
     await conversation.command(origin(CLASS, ANA), "learn", ("spanish",), Recorder())
@@ -75,6 +82,8 @@ async def seed_everything(conversation: Conversation, ollama: FakeOllama) -> Non
     await conversation.message(origin(BENS_DM, BEN), "Hola, soy Ben", Recorder())
     await conversation.message(origin(DM, ANA), "Me llamo Ana y vivo en Lima", Recorder())
     await conversation.command(origin(DM, ANA), "remind", ("on",), Recorder())
+    await conversation.command(origin(DM, ANA), "roleplay", ("cafe-order",), Recorder())  # a scene under way
+    assert [fact.fact for fact in await store.facts(ANA.id)] == ["lives in Lima"]
     now = time.time()
     cards = {}
     for learner in (ANA, BEN):

@@ -247,7 +247,7 @@ async def test_learn_without_a_level_starts_at_once_and_the_opener_carries_the_s
     telegram: FakeTelegram, tutor: Tutor, ollama: FakeOllama
 ) -> None:
     started = await opener(telegram, ollama, USER, USER, "french")
-    assert buttons(started) == levels("fr")
+    assert buttons(started) == [*levels("fr"), "placement"]  # a first lesson in private offers a placement
     lesson = await tutor.lesson(DM)
     assert lesson is not None and (lesson.language.code, lesson.level) == ("fr", Level.A2)
 
@@ -266,7 +266,7 @@ async def test_the_language_pickers_buttons_start_a_lesson_whose_opener_carries_
     started = await tutor.lesson(DM)
     assert started is not None and (started.language.code, started.level) == ("de", Level.A2)
     assert telegram.messages[USER][picker.message_id].reply_markup is None  # the picker became a confirmation
-    assert buttons(telegram.last_message(USER)) == levels("de")
+    assert buttons(telegram.last_message(USER)) == [*levels("de"), "placement"]
     assert answered_once(telegram, query)
 
 

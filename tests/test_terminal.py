@@ -530,3 +530,17 @@ async def test_an_image_is_written_beside_the_csvs_and_its_path_printed(tmp_path
     await Screen(out, tmp_path).attach(Attachment("chart.png", b"\x89PNG data", "Your weeks", "image/png"))
     assert (tmp_path / "chart.png").read_bytes() == b"\x89PNG data"
     assert str(tmp_path / "chart.png") in out.getvalue() and "Your weeks" in out.getvalue()
+
+
+async def test_roleplay_then_typing_a_scenes_number_starts_that_scene(session: Session, ollama: FakeOllama) -> None:
+    from core.scenes import load  # appended here: the scene's title is core's, as every expected text
+
+    title = load()["cafe-order"].title("en")
+    offered = choices(await session.send("/roleplay"))
+    number = next(n for n, label in offered.items() if label == title)
+    ollama.script(Script("Buenos días. ¿Qué le pongo?"))
+    started = await session.send(number)
+    assert title in started and "Buenos días. ¿Qué le pongo?" in started
+    system = ollama.chat_requests[-1]["messages"][0]["content"]
+    assert system.startswith("You are playing a role in a Spanish role-play")
+    assert await session.quit() == 0
