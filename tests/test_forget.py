@@ -62,7 +62,8 @@ async def mentions(store: Store, *needles: str) -> dict[str, int]:
 async def seed_everything(conversation: Conversation, ollama: FakeOllama) -> None:
     """Ana learns in her private chat and in a class with Ben, and leaves a row in every table there is: her
     messages and the answers, her private chat's lesson and levels, cards, a review, a mistake, practice, a card
-    waiting for her typed answer, reminders, a flag, a fact remembered, a scene under way. Ben has his own private chat and cards."""
+    waiting for her typed answer, reminders, a flag, a fact remembered, a scene under way. Ben has his own private
+    chat and cards."""
     store = conversation.store
     ollama.script(
         "¡Hola! ¿Qué comes hoy?",
