@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from bench import burst, first_text, history_store, prompt_stability, review, throughput
+from bench import burst, first_text, history_store, prompt_stability, review, scale, throughput
 
 SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "first_text": first_text.run,
@@ -26,6 +26,7 @@ SCENARIOS: dict[str, Callable[[bool], Awaitable[dict[str, Any]]]] = {
     "history_store": history_store.run,
     "prompt_stability": prompt_stability.run,
     "review": review.run,
+    "scale": scale.run,
 }
 COUNTS = ("n", "students")  # columns that say how much was measured: no ratio
 

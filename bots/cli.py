@@ -24,12 +24,19 @@ log = logging.getLogger("polyglott")
 # An adapter serves until `stop` is set, then stops taking messages, gives replies in progress
 # `settings.shutdown_grace` seconds (`Conversation.finish`), closes its platform client and returns.
 Adapter = Callable[[Tutor, Settings, asyncio.Event], Awaitable[None]]
+PLATFORMS = ("telegram", "discord")
+TOKENS = {"telegram": "POLYGLOTT_TELEGRAM_TOKEN", "discord": "POLYGLOTT_DISCORD_TOKEN"}
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="polyglott", description="A language tutor on a local model.")
     commands = top.add_subparsers(dest="command", required=True)
-    commands.add_parser("run", help="start every chat bot whose token is configured")
+    run = commands.add_parser("run", help="start every chat bot whose token is configured")
+    run.add_argument(
+        "--only",
+        choices=PLATFORMS,
+        help="start this platform alone (one process per platform, or several Discord processes split by shards)",
+    )
     chat = commands.add_parser("chat", help="a lesson in this terminal")
     chat.add_argument("--language", "-l", help="the language to learn, e.g. spanish")
     chat.add_argument("--level", help="CEFR level, A1 to C2")
@@ -83,11 +90,17 @@ async def retention(tutor: Tutor, settings: Settings) -> AsyncIterator[None]:
         await asyncio.gather(task, return_exceptions=True)
 
 
-async def run(settings: Settings) -> int:
-    """Serve every configured platform until SIGTERM or SIGINT; non-zero if an adapter failed."""
+async def run(settings: Settings, only: str | None = None) -> int:
+    """Serve every configured platform (or `only` that one) until SIGTERM or SIGINT; non-zero if an adapter
+    failed."""
     from bots.pull import ensure_model
 
     chosen = adapters(settings)
+    if only is not None:
+        if only not in chosen:
+            print(f"polyglott run --only {only}: {TOKENS[only]} is not set (see .env.example).", file=sys.stderr)
+            return 2
+        chosen = {only: chosen[only]}
     if not chosen:
         print(
             "No chat platform is configured: set POLYGLOTT_TELEGRAM_TOKEN or POLYGLOTT_DISCORD_TOKEN "
@@ -213,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         if args.command == "run":
-            return asyncio.run(run(settings))
+            return asyncio.run(run(settings, args.only))
         command = {"chat": chat, "doctor": doctor, "pull": pull, "export": export, "report": report}[args.command]
         return asyncio.run(command(settings, args))
     except KeyboardInterrupt:

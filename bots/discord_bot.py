@@ -38,12 +38,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exp
 
 from core.commands import BY_NAME, COMMANDS, OPTIONS, parse_command
 from core.conversation import MAX_DAILY_CAP, REMIND_EVERY, SAVE_CHARS, Conversation, Notice, Origin
-from core.i18n import UI_LANGUAGES, Msg, language_name, render
+from core.i18n import UI_LANGUAGES, Msg, language_name, render, ui_language
 from core.languages import Language, suggest
 from core.lesson import Level
 from core.outcome import Attachment, Blocked, Buttons, Note, Unreachable
 from core.pacing import ChatPacer, Pacers, scaled
 from core.relay import Limits, RetryAfter
+from core.scenes import suggest as suggest_scenes
 from core.settings import Settings
 from core.splitting import split_message
 from core.tutor import Channel, Learner, Tutor
@@ -69,6 +70,7 @@ BUTTON_ROWS, BUTTONS_PER_ROW, LABEL_LENGTH = 5, 5, 80  # Discord's component lim
 BUTTON_TEMPLATE = r"pg:(?P<action>.+)"  # a button's custom_id: "pg:" and the action (≤ 64 bytes of 100)
 START_RETRY = (1.0, 60.0)  # seconds: the first wait after a failed start-up step, and the longest
 CANNOT_MESSAGE_USER = 50007  # Discord's code for a DM the person does not accept (closed DMs, the bot blocked)
+IDENTIFY_EVERY = 5.0  # seconds between two shards' IDENTIFYs (Discord's max_concurrency of 1, as discord.py waits)
 _ADAPTER = {"adapter": "discord"}
 
 Interaction = discord.Interaction["Polyglott"]
@@ -92,13 +94,24 @@ class Polyglott(discord.Client):
     """The Discord client: message events, the slash-command tree, buttons, and the update budgets."""
 
     def __init__(
-        self, tutor: Tutor, settings: Settings, *, time_scale: float = 1.0, remind_every: float = REMIND_EVERY
+        self,
+        tutor: Tutor,
+        settings: Settings,
+        *,
+        time_scale: float = 1.0,
+        remind_every: float = REMIND_EVERY,
+        shard_count: int | None = None,
     ) -> None:
         intents = discord.Intents.default()
         intents.message_content = settings.discord_message_content  # privileged: see POLYGLOTT_DISCORD_MESSAGE_CONTENT
         budget = ChatPacer(scaled(BOT_WINDOWS, time_scale))
         # Model output must never ping @everyone, a role or a user, nor the learner it replies to.
-        super().__init__(intents=intents, allowed_mentions=discord.AllowedMentions.none(), http_trace=_paced_by(budget))
+        super().__init__(
+            intents=intents,
+            allowed_mentions=discord.AllowedMentions.none(),
+            http_trace=_paced_by(budget),
+            shard_count=shard_count,
+        )
         self.budget = budget
         self.tutor = tutor
         self.settings = settings
@@ -194,10 +207,16 @@ class Polyglott(discord.Client):
         if not self._recovered:
             self._recovered = True
             await self.conversation.recover("discord", self.revive)
-            if not self.is_closed():
+            if not self.is_closed() and self.reminds:
                 self._reminders = asyncio.create_task(
                     self.conversation.reminding("discord", self.revive, self.remind_every)
                 )
+
+    @property
+    def reminds(self) -> bool:
+        """Whether this process sends core's reminders: one process of the bot does, or each learner would get
+        one per process."""
+        return True
 
     async def close(self) -> None:
         """Stop sending reminders (one being sent finishes first, when `Conversation.finish` ran before), then
@@ -851,8 +870,16 @@ async def remind(interaction: Interaction, mode: Literal["on", "off"] | None = N
     await _bot(interaction).command(interaction, "remind", _given(mode))
 
 
+async def scenes(interaction: Interaction, current: str) -> list[app_commands.Choice[str]]:
+    """Scene suggestions as the user types, titled in their app's language ("café", "entre")."""
+    language = ui_language(str(interaction.locale))
+    found = suggest_scenes(_bot(interaction).conversation.tutor.scenes, current, language)
+    return [app_commands.Choice(name=f"{s.level.value} · {s.title(language)}"[:100], value=s.id) for s in found]
+
+
 @app_commands.command(name="roleplay", description=_about("roleplay"))
 @app_commands.describe(scene=_option("roleplay", "scene"))
+@app_commands.autocomplete(scene=scenes)
 @everywhere
 async def roleplay(interaction: Interaction, scene: app_commands.Range[str, 1, 100] | None = None) -> None:
     """Without a scene core offers the level's scenes as buttons; a name is matched by core, typos and all."""
@@ -932,10 +959,42 @@ def _extra(channel: Channel, error: str | None = None) -> dict[str, str]:
     return extra | {"error": error} if error else extra
 
 
+class ShardedPolyglott(Polyglott, discord.AutoShardedClient):
+    """Polyglott on some of the bot's shards (POLYGLOTT_DISCORD_SHARD_COUNT and _SHARD_IDS; Discord requires
+    sharding from 2,500 servers): one gateway connection per shard, each carrying the events of its servers
+    ((guild id >> 22) % count) and shard 0 the DMs too, so several processes can split the shards between them."""
+
+    def __init__(
+        self, tutor: Tutor, settings: Settings, *, time_scale: float = 1.0, remind_every: float = REMIND_EVERY
+    ) -> None:
+        super().__init__(
+            tutor, settings, time_scale=time_scale, remind_every=remind_every, shard_count=settings.discord_shard_count
+        )
+        self.shard_ids = settings.discord_shard_ids or None  # None: every shard, 0 to count - 1
+
+    @property
+    def reminds(self) -> bool:
+        """Reminders go to DMs, whose events come on shard 0: its process sends them."""
+        return self.shard_ids is None or 0 in self.shard_ids
+
+    async def on_shard_ready(self, shard_id: int) -> None:
+        """One line per shard, so an operator sees which process serves which."""
+        log.info("shard %d of %s ready", shard_id, self.shard_count, extra=_ADAPTER)
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Discord starts one session per 5 s for most bots: discord.py spaces its shards' IDENTIFYs so, here on
+        the adapter's clock."""
+        if not initial:
+            await asyncio.sleep(IDENTIFY_EVERY * self.time_scale)
+
+
 def build_bot(
     tutor: Tutor, settings: Settings, *, time_scale: float = 1.0, remind_every: float = REMIND_EVERY
 ) -> Polyglott:
-    """The client with every handler and command registered, for a caller that runs it itself."""
+    """The client with every handler and command registered, for a caller that runs it itself; sharded when
+    POLYGLOTT_DISCORD_SHARD_COUNT is set, otherwise one gateway connection, as Discord wants below 2,500 servers."""
+    if settings.discord_shard_count is not None:
+        return ShardedPolyglott(tutor, settings, time_scale=time_scale, remind_every=remind_every)
     return Polyglott(tutor, settings, time_scale=time_scale, remind_every=remind_every)
 
 

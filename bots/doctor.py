@@ -19,6 +19,8 @@ from pydantic import ValidationError
 
 from core.errors import ModelFailed, ModelMissing, OllamaUnavailable, TutorError
 from core.llm import Model
+from core.scenes import SceneError
+from core.scenes import load as load_scenes
 from core.settings import Settings
 from core.store import MIGRATIONS, Store
 
@@ -89,6 +91,7 @@ async def checks(settings: Settings, *, quick: bool) -> AsyncIterator[Check]:
             async for check in ollama(settings, host):
                 yield check
     yield await database(settings.db_path)
+    yield scenes(settings.scenes_dir)
     async for check in tokens(settings, quick=quick):
         yield check
 
@@ -227,6 +230,18 @@ async def database(path: Path) -> Check:
             "upgrade Polyglott, or point POLYGLOTT_DB_PATH at another file",
         )
     return Check(Mark.OK, f"database {path} (schema version {version}, up to date)")
+
+
+def scenes(directory: Path | None) -> Check:
+    """The role-play scenes load as `polyglott run` loads them: an operator's broken file stops the start."""
+    try:
+        loaded = load_scenes(directory)
+    except SceneError as error:
+        return Check(
+            Mark.FAIL, f"role-play scenes: {error}", "correct that file, or move it out of POLYGLOTT_SCENES_DIR"
+        )
+    own = f", {len(loaded) - len(load_scenes())} more from {directory}" if directory else ""
+    return Check(Mark.OK, f"role-play scenes: {len(loaded)}{own}")
 
 
 async def tokens(settings: Settings, *, quick: bool) -> AsyncIterator[Check]:

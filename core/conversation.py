@@ -125,6 +125,7 @@ PROGRESS_WEEKS = 8  # the chart's weeks of activity
 SAVE_CHARS = 100  # a word or phrase to save, not a paragraph
 CAP_USAGE = _("/classroom cap <n> limits each student to n messages a day here; /classroom cap off lifts it.")
 MAX_DAILY_CAP = 10_000
+SCENE_BUTTONS = 9  # a level's scenes offered as buttons: with the surprise, five rows of two (Discord's most rows)
 LATE_NOTE_WITHIN = 86_400.0  # seconds: older unanswered messages (from before an upgrade, say) get no note at all
 
 # For recovery: a surface on a stored channel, quoting a stored platform message id where it can.
@@ -718,7 +719,9 @@ class Conversation:
     # Scenes, placement, memory
 
     def _scene_buttons(self, lesson: Lesson, say: Voice) -> Buttons:
-        scenes = for_level(self.tutor.scenes, lesson.level)
+        """The level's scenes, two a row: at most SCENE_BUTTONS and the surprise, within Discord's five rows (the
+        rest are a surprise away, or `/roleplay <name>`)."""
+        scenes = for_level(self.tutor.scenes, lesson.level)[:SCENE_BUTTONS]
         buttons = [Button(scene.title(say.language), f"scene:{scene.id}") for scene in scenes]
         return rows([*buttons, Button(say(_("🎲 Surprise me")), "scene:*")], 2)
 
@@ -816,7 +819,8 @@ class Conversation:
             )
             return [Note(own(nothing), private=True, again="memory", replaces=replaces)]
         listed = "\n".join(f"{i}. {fact.fact}" for i, fact in enumerate(facts, start=1))
-        text = f"{own(_('What I remember about you:'))}\n{listed}\n\n{own(_('Press a number to delete that fact.'))}"
+        heading, how = own(_("What I remember about you:")), own(_("Press a number to delete that fact."))
+        text = f"{heading}\n{listed}\n\n{how}"
         buttons = [Button(f"🗑 {i}", f"memory:{fact.id}") for i, fact in enumerate(facts, start=1)]
         return [Note(text, rows(buttons, 4), private=True, again="memory", replaces=replaces)]
 
@@ -922,9 +926,22 @@ class Conversation:
         say = Voice(await self._own_language(origin))
         kept = await self.store.kept(origin.learner.id)
         cards = await self.store.cards_of(origin.learner.id)
+        facts = await self.store.facts(origin.learner.id)
         delete = ((Button(say(_("Delete all of it")), "forget"),),)
+        remembered = (
+            " "
+            + say(
+                _n(
+                    "I also remember {n} fact you told me: /memory shows it.",
+                    "I also remember {n} facts you told me: /memory shows them.",
+                    len(facts),
+                )
+            )
+            if facts
+            else ""
+        )
         if not kept and not cards:
-            return [Note(say(_("I keep no messages of yours.")), delete, private=True, again="mydata")]
+            return [Note(say(_("I keep no messages of yours.")) + remembered, delete, private=True, again="mydata")]
         files: list[Outcome] = []
         if kept:
             rows = [(k.channel, _utc(k.at), k.role, k.text) for k in kept]
@@ -955,7 +972,8 @@ class Conversation:
                 len(cards),
             )
             files.append(_csv("polyglott-my-cards.csv", CARD_COLUMNS, deck, say(caption)))
-        return [*files, Note(say(_("You can delete all of it at any time.")), delete, private=True, again="mydata")]
+        last = say(_("You can delete all of it at any time.")) + remembered
+        return [*files, Note(last, delete, private=True, again="mydata")]
 
     async def _forget_asked(self, origin: Origin) -> list[Outcome]:
         """Deleting everything takes a second press: on this button (`forget:yes`)."""

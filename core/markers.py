@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 MARKERS = ("goal", "remember", "managed")
 _MARKER = re.compile(r"\[\s*(?P<kind>goal|remember|managed)\s*(?::\s*(?P<value>[^\[\]\n]*?))?\s*\]", re.IGNORECASE)
+FACT_CHARS = 120  # a fact of a few words; a dozen of them go into an opener's prompt
 _LONGEST = 240  # characters a marker may take: a fact of a few words, with room for a chatty model
 
 
@@ -45,7 +46,7 @@ def _record(match: re.Match[str], marks: Marks) -> None:
     if kind == "goal":
         marks.goal = True
     elif kind == "remember" and value:
-        marks.facts.append(value[:200])
+        marks.facts.append(value[:FACT_CHARS])
     elif kind == "managed" and value:
         marks.managed = value.casefold().startswith(("y", "s", "o", "j"))  # yes, sí/sim, oui, ja
 
@@ -83,8 +84,9 @@ class _Taker:
         return "".join(out)
 
     def close(self) -> str:
-        rest = self.held.lstrip("\n") if self.held.strip() else ""
-        return "" if _could_be_marker(rest) else rest
+        if not self.held.strip():
+            return ""
+        return "" if _could_be_marker(self.held.lstrip()) else self.held.lstrip("\n")
 
 
 async def taken(chunks: AsyncGenerator[str, None], marks: Marks) -> AsyncGenerator[str, None]:

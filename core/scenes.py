@@ -117,6 +117,15 @@ def find(scenes: Mapping[str, Scene], name: str) -> Scene | None:
     return words[close[0]] if close else None
 
 
+def suggest(scenes: Mapping[str, Scene], typed: str, language: str, limit: int = 25) -> list[Scene]:
+    """Scenes as a name is typed (Discord's autocomplete, at most 25): those whose id or title in `language`
+    contains what is typed, easiest first; all of them, by level, while nothing is typed."""
+    wanted = _fold(typed)
+    levels = list(Level)
+    ordered = sorted(scenes.values(), key=lambda s: (levels.index(s.level), _fold(s.title(language))))
+    return [s for s in ordered if not wanted or wanted in _fold(s.id) or wanted in _fold(s.title(language))][:limit]
+
+
 def surprise(scenes: Mapping[str, Scene], level: Level, interests: Sequence[str], rng: random.Random) -> Scene:
     """A scene for the level, preferring one whose tags occur as words in the learner's interests (free-text
     facts like "plays football"); a tag also matches a longer word it starts ("cook" in "cooking").

@@ -101,11 +101,34 @@ class Settings(BaseSettings):
     discord_allowed_guilds: IdList = Field(default_factory=list)
     discord_teacher_role: str | None = None
     discord_message_content: bool = False  # privileged intent: enable it in the developer portal first
+    # Sharding (Discord requires it from 2,500 servers): the bot's total number of shards, and the ones this
+    # process serves (empty: all of them), so several processes can split the shards between them.
+    discord_shard_count: int | None = Field(default=None, ge=1)
+    discord_shard_ids: IdList = Field(default_factory=list)
 
-    @field_validator("telegram_allowed_chats", "discord_guild_ids", "discord_allowed_guilds", mode="before")
+    @field_validator(
+        "telegram_allowed_chats", "discord_guild_ids", "discord_allowed_guilds", "discord_shard_ids", mode="before"
+    )
     @classmethod
     def _ids(cls, value: object) -> object:
         return _split_ids(value)
+
+    @field_validator("discord_shard_ids")
+    @classmethod
+    def _shards(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        """Shard ids only make sense out of a known count (declared first, so validated first): each from 0 to
+        count - 1, each once. A count that failed its own check is reported there, not again here."""
+        if not value or "discord_shard_count" not in info.data:
+            return value
+        count = info.data["discord_shard_count"]
+        if count is None:
+            raise ValueError("shard ids need POLYGLOTT_DISCORD_SHARD_COUNT, the bot's total number of shards")
+        outside = [shard for shard in value if not 0 <= shard < count]
+        if outside:
+            raise ValueError(f"shard ids go from 0 to SHARD_COUNT - 1 ({count - 1}), not {outside[0]}")
+        if len(set(value)) != len(value):
+            raise ValueError("a shard id is listed twice")
+        return value
 
     @field_validator("minors")
     @classmethod
@@ -162,6 +185,7 @@ class Settings(BaseSettings):
         "moderation_model",
         "daily_messages",
         "scenes_dir",
+        "discord_shard_count",
         mode="before",
     )
     @classmethod

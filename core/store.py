@@ -391,13 +391,22 @@ class Store:
             return None
         return Stage(row["channel"], row["kind"], row["scene"], row["since"], row["turns"], json.loads(row["state"]))
 
-    async def mistakes_since(self, channel: str, since: int) -> list[Message]:
-        """The tutor's replies in a channel from message `since` on (a scene's): the corrections are in them."""
+    async def _forget_in_stages(self, learner: str) -> None:
+        """A group's scene keeps its students' corrections for its closer, with their names: like the tutor's
+        answers in the group, theirs stay, without the name."""
         async with self._db.execute(
-            "SELECT * FROM messages WHERE channel = ? AND id >= ? AND role = 'assistant' ORDER BY id",
-            (channel, since),
+            "SELECT channel, state FROM stages WHERE instr(state, ?) > 0", (learner,)
         ) as cursor:
-            return [_message(r) for r in await cursor.fetchall()]
+            rows = list(await cursor.fetchall())
+        for channel, raw in rows:
+            state = json.loads(raw)
+            kept = [
+                {**c, "learner": "", "who": ""} if isinstance(c, dict) and c.get("learner") == learner else c
+                for c in state.get("corrections", [])
+            ]
+            await self._db.execute(
+                "UPDATE stages SET state = ? WHERE channel = ?", (json.dumps({**state, "corrections": kept}), channel)
+            )
 
     async def players(self, channel: str, since: int) -> list[tuple[str, str]]:
         """Who wrote in a channel from message `since` on (a scene's players): (id, name), in order of arrival."""
@@ -425,9 +434,10 @@ class Store:
                 (learner, name, now, now),
             )
             cursor = await self._db.execute(
-                "INSERT INTO facts (learner, fact, at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (learner, fact, now)
+                "DELETE FROM facts WHERE learner = ? AND lower(fact) = lower(?)", (learner, fact)
             )
-            added = cursor.rowcount > 0
+            added = cursor.rowcount == 0  # told again, it is among the newest now
+            await self._db.execute("INSERT INTO facts (learner, fact, at) VALUES (?, ?, ?)", (learner, fact, now))
             await self._db.execute(
                 """DELETE FROM facts WHERE learner = ? AND id NOT IN
                    (SELECT id FROM facts WHERE learner = ? ORDER BY id DESC LIMIT ?)""",
@@ -575,6 +585,7 @@ class Store:
                 await self._db.executemany(f'DELETE FROM "{table}" WHERE channel = ?', [(c,) for c in channels])
             for table in await self._tables_with("learner"):
                 await self._db.execute(f'DELETE FROM "{table}" WHERE learner = ?', (learner,))
+            await self._forget_in_stages(learner)
             await self._db.execute("DELETE FROM learners WHERE id = ?", (learner,))
         await self._checkpoint()
         return written

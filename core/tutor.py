@@ -158,6 +158,7 @@ class Reply:
         self.asked: list[Asked] = []  # what it answers: one message, or in a busy group several students'
         self.facts: tuple[str, ...] = ()  # an opener's: what the learner shared before
         self.script: list[dict[str, str]] | None = None  # a turn with a prompt of its own (a scene's opener)
+        self.hidden: tuple[str, ...] = ()  # the starts of lines such a turn must not show
         self.began: Callable[[int], Awaitable[None]] | None = None  # told the stored row of a scene's opener
         self.after: Callable[[], Awaitable[None]] | None = None  # once the model is done (a closer's cards)
         self.ending: str | None = None  # "goal" or "turns": this turn ends the channel's scene
@@ -332,6 +333,7 @@ class Tutor:
 
         A reply being written here is discarded first: nothing of it is shown or stored afterwards."""
         self.discard(channel.id)
+        await self.store.end_stage(channel.id)  # a scene's or placement's history is gone with it
         deleted = await self.store.forget(channel.id)
         log.info("history reset", extra={"channel": channel.id, "deleted": deleted})
         return deleted
@@ -476,19 +478,30 @@ class Tutor:
             messages[-1]["content"] = messages[-1]["content"][:-1] + "".join(f" {note}" for note in notes) + ")"
         return messages
 
-    def budget(self, lesson: Lesson) -> int:
-        """Tokens left for the history once the system prompt and the reply have their room."""
-        system = system_prompt(lesson, "x" * 32, minors=self.settings.minors)
-        fixed = estimate_tokens(system) + estimate_tokens(opening_request(lesson))
-        per_turn = estimate_tokens(reminder(lesson))
+    def budget(self, lesson: Lesson, scene: Scene | None = None, facts: Sequence[str] = ()) -> int:
+        """Tokens left for the history once the system prompt (a scene's, in a scene), an opener's request (with
+        the facts it carries) and the reply have their room."""
+        name, minors = "x" * 32, self.settings.minors
+        system = (
+            scene_prompt(scene, lesson, name, minors=minors) if scene else system_prompt(lesson, name, minors=minors)
+        )
+        fixed = estimate_tokens(system) + estimate_tokens(opening_request(lesson, facts))
+        per_turn = estimate_tokens(scene_reminder(lesson) if scene else reminder(lesson))
         reply = self._reply_tokens(TOGETHER if lesson.group else 1)
         return self.settings.num_ctx - reply - fixed - _PROMPT_MARGIN - per_turn * 8
 
     def _reply_tokens(self, students: int) -> int:
         return self.settings.num_predict + TOKENS_PER_STUDENT * (students - 1)
 
-    async def _history(self, channel: Channel, lesson: Lesson, up_to: int | None) -> list[Message]:
-        fitted = fit(await self.store.history(channel.id, up_to=up_to), self.budget(lesson))
+    async def _history(
+        self,
+        channel: Channel,
+        lesson: Lesson,
+        up_to: int | None,
+        scene: Scene | None = None,
+        facts: Sequence[str] = (),
+    ) -> list[Message]:
+        fitted = fit(await self.store.history(channel.id, up_to=up_to), self.budget(lesson, scene, facts))
         if fitted.dropped_through is not None:
             await self.store.trim(channel.id, fitted.dropped_through)
             log.info("context trimmed", extra={"channel": channel.id, "through": fitted.dropped_through})
@@ -540,8 +553,11 @@ class Tutor:
             reply.asked += other.asked
         asked = reply.asked
         ended: list[str] = []
-        if reply.script is not None:
-            stream = _marking_length(self._model_text(reply._ticket, reply.script, ended), ended)
+        if reply.script is not None:  # no marker is meant here, nor (a scene's opener) a correction line
+            stream = taken(self._model_text(reply._ticket, reply.script, ended), Marks())
+            if reply.hidden:
+                stream = without_lines(stream, reply.hidden)
+            stream = self._screened(channel, lesson, _marking_length(stream, ended))
             async with aclosing(self._streamed(channel, lesson, reply, stream, None)) as chunks:
                 async for chunk in chunks:
                     yield chunk
@@ -554,7 +570,7 @@ class Tutor:
             return
         scene = self.scenes.get(stage.scene) if stage is not None else None
         up_to = max((a.id for a in asked), default=None)
-        history = await self._history(channel, lesson, up_to)
+        history = await self._history(channel, lesson, up_to, scene, reply.facts)
         if stage is not None and scene is not None:
             history = [m for m in history if m.position >= stage.since]
         notes: list[str] = []
@@ -584,8 +600,7 @@ class Tutor:
         if scene is not None:  # the scene's corrections are kept for its closer: in the scene, the character recasts
             stream = without_lines(stream, (CORRECTION_MARK, WORD_MARK))
         stream = _marking_length(stream, ended)
-        if self.moderator is not None:  # without a classifier, chunks go out as the model writes them
-            stream = screened(stream, self.moderator, channel.id, said, lesson.native.code, findings)
+        stream = self._screened(channel, lesson, stream, said, findings)
 
         async def taught() -> None:
             await self._learn(channel, lesson, [a.learner for a in asked], findings)
@@ -647,6 +662,25 @@ class Tutor:
                     if then is not None:
                         await asyncio.shield(_logged(then()))
 
+    def _screened(
+        self,
+        channel: Channel,
+        lesson: Lesson,
+        stream: AsyncGenerator[str, None],
+        said: Sequence[Said] = (),
+        findings: Findings | None = None,
+    ) -> AsyncGenerator[str, None]:
+        """Every text the model writes for a chat goes past the safety classifier, when one is set: a turn's, an
+        opener's, a closer's, a placement task's. Without one, chunks go out as the model writes them."""
+        if self.moderator is None:
+            return stream
+        return screened(stream, self.moderator, channel.id, said, lesson.native.code, findings)
+
+    async def _unless_shown(self, reply: Reply, channel: Channel) -> None:
+        """An opener that showed nothing (the model failed) leaves no scene or placement half begun."""
+        if reply.status is not Status.COMPLETE and not reply.text:
+            await self.store.end_stage(channel.id)
+
     # Scenes
 
     async def begin_scene(
@@ -663,7 +697,9 @@ class Tutor:
             {"role": "system", "content": scene_prompt(scene, lesson, name, minors=self.settings.minors)},
             {"role": "user", "content": opening},
         ]
+        reply.hidden = (CORRECTION_MARK, WORD_MARK)
         reply.began = lambda since: self.store.set_stage(Stage(channel.id, "scene", scene.id, since))
+        reply.after = lambda: self._unless_shown(reply, channel)
         reply._chunks = self._generate(channel, lesson, reply)
         log.info("scene started", extra={"channel": channel.id, "scene": scene.id})
         return reply
@@ -686,7 +722,8 @@ class Tutor:
             kept = list(current.state.get("corrections", []))  # type: ignore[call-overload]
             for c in findings.corrections:
                 line = correction_line(c, reply.lesson.native.code)
-                kept.append({"who": names.get(c.author or "", ""), "line": line, "category": c.category})
+                who = {"learner": c.author or "", "who": names.get(c.author or "", "")}
+                kept.append({**who, "line": line, "category": c.category})
             turns = current.turns + 1
             await self.store.set_stage(replace(current, turns=turns, state={**current.state, "corrections": kept}))
         if marks.goal or turns >= scene.turns:
@@ -695,7 +732,9 @@ class Tutor:
     async def close_scene(self, channel: Channel, reached: bool) -> Closing | None:
         """End the channel's scene: the closer (what went well, the useful phrases, which become cards of every
         player), and the corrections that matter most. None if no scene is being played (it ended already)."""
-        lesson = await self._active(channel)
+        lesson = await self.lesson(channel)
+        if lesson is None:
+            raise NoLesson()
         async with self._changes(channel):
             stage = await self.store.stage(channel.id)
             if stage is None or stage.kind != "scene":
@@ -746,6 +785,7 @@ class Tutor:
         ]
         state = ladder.state()
         reply.began = lambda since: self.store.set_stage(Stage(channel.id, "placement", since=since, state=state))
+        reply.after = lambda: self._unless_shown(reply, channel)
         reply._chunks = self._generate(channel, lesson, reply)
         log.info("placement started", extra={"channel": channel.id})
         return reply
@@ -793,7 +833,8 @@ class Tutor:
                 messages[-1] = {"role": "user", "content": f"{messages[-1]['content']}\n\n{ask}"}
             else:
                 messages.append({"role": "user", "content": ask})
-            stream = _marking_length(self._model_text(reply._ticket, messages, ended), ended)
+            stream = _marking_length(taken(self._model_text(reply._ticket, messages, ended), Marks()), ended)
+            stream = self._screened(channel, lesson, stream)
         async with aclosing(self._streamed(channel, lesson, reply, stream, answer.id)) as chunks:
             async for chunk in chunks:
                 yield chunk
@@ -810,7 +851,7 @@ class Tutor:
             named = [a for a in asked if a.learner.name.casefold() == whose.strip().casefold()] if rest else []
             if named:
                 fact = rest.strip()
-            elif lesson.group and len(asked) > 1:
+            elif lesson.group and (rest or len(asked) > 1):  # another student's, or whose is unclear: nobody's
                 continue
             for a in named[-1:] or asked[-1:]:
                 if a.direct and fact:

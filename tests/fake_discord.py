@@ -3,8 +3,9 @@
 The machine running the tests has no internet, and mocking discord.py's internals would only test our guesses
 about them. So this fake speaks Discord's wire protocol on 127.0.0.1 and discord.py runs its own code paths
 against it: `HTTPClient.request` (auth, rate-limit buckets, 429 sleeps), the gateway (HELLO, IDENTIFY, READY,
-GUILD_CREATE, heartbeats, zlib-stream transport compression, RESUME), the state's event parsers, the
-app-command tree and `discord.Interaction` with its webhook-based responses.
+GUILD_CREATE, heartbeats, zlib-stream transport compression, RESUME, shards: one connection each, a guild's events
+on its shard and DMs on shard 0), the state's event parsers, the app-command tree and `discord.Interaction` with
+its webhook-based responses.
 
 Typical use::
 
@@ -174,6 +175,11 @@ def _now_iso() -> str:
 def overwrite(target_id: int, *, member: bool = False, allow: int = 0, deny: int = 0) -> dict[str, Any]:
     """A channel permission overwrite for a role (or a member), in Discord's wire format."""
     return {"id": str(target_id), "type": 1 if member else 0, "allow": str(allow), "deny": str(deny)}
+
+
+def shard_of(guild_id: int | None, count: int) -> int:
+    """The shard that carries a guild's events among `count` (Discord's formula); DMs (no guild) ride shard 0."""
+    return 0 if guild_id is None else (guild_id >> 22) % count
 
 
 @contextlib.contextmanager
@@ -374,6 +380,9 @@ class FakeDiscord:
         self.dispatched: list[tuple[str, dict[str, Any]]] = []  # every event pushed to the gateway
         self.heartbeats = 0
         self.identifies: list[dict[str, Any]] = []
+        self.identified_shards: list[tuple[int, int] | None] = []  # (id, count) of each accepted IDENTIFY
+        # (shard, event, data) for every event each session was sent; the shard is None when unsharded
+        self.delivered: list[tuple[tuple[int, int] | None, str, dict[str, Any]]] = []
         self.gateway_queries: list[dict[str, str]] = []  # query string of each gateway connection
 
         self.users: dict[int, dict[str, Any]] = {}
@@ -977,6 +986,7 @@ class FakeDiscord:
         if shard is not None:
             ready["shard"] = list(shard)
         self._sessions[session.id] = session
+        self.identified_shards.append(session.shard)
         await self._send_event(session, "READY", ready)
         for guild in guilds:
             await self._send_event(session, "GUILD_CREATE", self._guild_create(guild, intents))
@@ -1031,14 +1041,18 @@ class FakeDiscord:
         if session.shard is None:
             return True
         shard_id, count = session.shard
-        if guild_id is None:
-            return shard_id == 0
-        return (guild_id >> 22) % count == shard_id
+        return shard_of(guild_id, count) == shard_id
+
+    def shards_of(self, event: str, object_id: int | str) -> list[tuple[int, int] | None]:
+        """The shards (id, count) whose connections were sent `event` about the object with this id (a message,
+        an interaction, a guild), in order; None for an unsharded connection."""
+        return [shard for shard, name, data in self.delivered if name == event and data.get("id") == str(object_id)]
 
     async def _send_event(self, session: _Session, event: str, data: dict[str, Any]) -> None:
         session.seq += 1
         frame = {"op": 0, "t": event, "s": session.seq, "d": data}
         session.buffer.append(frame)
+        self.delivered.append((session.shard, event, data))
         if session.conn is not None:
             await session.conn.send(frame)
 

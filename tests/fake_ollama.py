@@ -100,6 +100,18 @@ def canonical_name(name: str) -> str:
     return n
 
 
+def _prefixes(messages: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    """For each run of leading messages: a key for it and its tokens (characters / 4, as `prompt_eval_count`)."""
+    digest = hashlib.sha1(usedforsecurity=False)
+    chars, found = 0, []
+    for m in messages:
+        content = str(m.get("content") or "")
+        digest.update(_dumps([m.get("role"), content]))
+        chars += len(content)
+        found.append((digest.hexdigest(), chars // 4))
+    return found
+
+
 def _dumps(obj: Any) -> bytes:
     """Compact JSON like Go's encoder, one NDJSON line."""
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
@@ -180,6 +192,8 @@ class Stream:
 
     messages: list[dict[str, Any]]
     tokens: list[tuple[float, str]] = field(default_factory=list)
+    prompt_tokens: int = 0  # the prompt's tokens, and how many of them the server's `prompt_cache` held
+    cached_tokens: int = 0
 
 
 @dataclass
@@ -256,9 +270,12 @@ class FakeOllama:
     """An Ollama lookalike on 127.0.0.1 that records requests and plays scripted replies.
 
     `tokens_per_second` paces replies that set no `delay` (benchmarks); `prompt_tokens_per_second` adds
-    prompt processing time before the first token. `num_parallel` makes extra requests wait for a slot,
-    like OLLAMA_NUM_PARALLEL. `responder(messages) -> str | Reply` answers when no reply is scripted.
-    `prompt_eval_count` is roughly the characters of all message contents (and tools) / 4, at least 1,
+    prompt processing time before the first token. `prompt_cache=n` (opt-in) models the KV cache that makes a
+    conversation's next turn cheap on the server that served it: the last n prompts (each with its reply) are
+    remembered, and prompt time is charged only for what follows the longest prefix, in whole messages, that this
+    prompt shares with one of them; `Stream.cached_tokens` records how much that was. `num_parallel` makes extra
+    requests wait for a slot, like OLLAMA_NUM_PARALLEL. `responder(messages) -> str | Reply` answers when no reply
+    is scripted. `prompt_eval_count` is roughly the characters of all message contents (and tools) / 4, at least 1,
     capped at `options.num_ctx` (default 4096) as the real server truncates.
     """
 
@@ -274,12 +291,16 @@ class FakeOllama:
         num_parallel: int | None = None,
         pull_step_delay: float = 0.0,
         version: str = "0.12.0",
+        prompt_cache: int = 0,
     ) -> None:
         self.models: dict[str, FakeModel] = {}
         for name in models:
             self.add_model(name)
         self.tokens_per_second = tokens_per_second
         self.prompt_tokens_per_second = prompt_tokens_per_second
+        self.prompt_cache = prompt_cache
+        self._cache: deque[list[str]] = deque()  # the remembered prompts' prefix keys, oldest first
+        self._cached: dict[str, int] = {}  # prefix key -> how many remembered prompts start with it
         self.first_token_delay = first_token_delay
         self.responder = responder or _default_responder(_count_up())
         self.registry = {canonical_name(n) for n in registry}
@@ -499,6 +520,26 @@ class FakeOllama:
         options = body.get("options") or {}
         num_ctx = options.get("num_ctx") or _DEFAULT_NUM_CTX
         return max(1, min(chars // 4, int(num_ctx)))
+
+    def _cached_tokens(self, messages: list[dict[str, Any]]) -> int:
+        """With `prompt_cache`: the tokens of the longest run of leading messages a remembered prompt began with
+        too; this prompt is remembered from now on."""
+        if not self.prompt_cache:
+            return 0
+        prefixes = _prefixes(messages)
+        hit = next((tokens for key, tokens in reversed(prefixes) if key in self._cached), 0)
+        self._remember([key for key, _ in prefixes])
+        return hit
+
+    def _remember(self, keys: list[str]) -> None:
+        self._cache.append(keys)
+        for key in keys:
+            self._cached[key] = self._cached.get(key, 0) + 1
+        while len(self._cache) > self.prompt_cache:
+            for key in self._cache.popleft():
+                self._cached[key] -= 1
+                if not self._cached[key]:
+                    del self._cached[key]
 
     def _touch(self, model: FakeModel, keep_alive: Any) -> None:
         seconds = _keep_alive_seconds(keep_alive)
@@ -726,8 +767,9 @@ class FakeOllama:
         else:
             delay = 1.0 / self.tokens_per_second if self.tokens_per_second else 0.0
         first = reply.first_token_delay if reply.first_token_delay is not None else self.first_token_delay
+        cached = min(prompt_eval_count, self._cached_tokens(messages))
         if self.prompt_tokens_per_second:
-            first += prompt_eval_count / self.prompt_tokens_per_second
+            first += (prompt_eval_count - cached) / self.prompt_tokens_per_second
 
         await self._gate.wait()
         if first > 0:
@@ -769,7 +811,7 @@ class FakeOllama:
             return self._json(chunk(content, thinking or None, **final()))
 
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        stream = Stream(messages)
+        stream = Stream(messages, prompt_tokens=prompt_eval_count, cached_tokens=cached)
         self.streams.append(stream)
         loop = asyncio.get_running_loop()
         began = loop.time()
@@ -808,6 +850,9 @@ class FakeOllama:
             if not response.prepared:
                 await response.prepare(request)
             await response.write(_dumps(chunk(**final())))
+            if self.prompt_cache:  # the reply is in the cache after its prompt, as the next turn will send it
+                written = "".join(t for kind, t in plan if kind == "content")
+                self._remember([key for key, _ in _prefixes([*messages, {"role": "assistant", "content": written}])])
         await response.write_eof()
         return response
 

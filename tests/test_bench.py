@@ -8,12 +8,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import ollama
 import pytest
 
 from bench import review
 from bench.__main__ import grid
 from bench.stats import percentile, summary_ms
 from core.store import Store
+from tests.fake_ollama import FakeOllama
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ["ours", "fixed-1s-global", "every-100-chars", "every-chunk"]
@@ -57,6 +59,23 @@ async def test_every_seeded_learner_has_a_due_card_found_through_cards_by_due(tm
     assert card is not None and card.due <= 1_800_000_000.0
 
 
+async def test_the_fakes_prompt_cache_charges_only_what_follows_a_remembered_prefix() -> None:
+    system = {"role": "system", "content": "Eres un tutor de español. " * 8}
+    first = [system, {"role": "user", "content": "Hola, me llamo Ana."}]
+    async with FakeOllama(prompt_cache=8, responder=lambda messages: "¡Hola, Ana!") as fake:
+        client = ollama.AsyncClient(host=fake.url, timeout=5)
+        for messages in (
+            first,
+            [*first, {"role": "assistant", "content": "¡Hola, Ana!"}, {"role": "user", "content": "¿Y tú?"}],
+        ):
+            async for _ in await client.chat("qwen2.5:7b", messages, stream=True):
+                pass
+        await client._client.aclose()
+    (cold, warm) = fake.streams
+    assert cold.cached_tokens == 0
+    assert warm.cached_tokens == len("".join(m["content"] for m in first) + "¡Hola, Ana!") // 4  # all but "¿Y tú?"
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench") / "quick.json"
@@ -74,7 +93,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 @pytest.mark.slow
 def test_quick_bench_runs_every_scenario_and_records_the_machine(quick_run: dict[str, Any]) -> None:
     results = quick_run["json"]
-    scenarios = {"first_text", "burst", "throughput", "history_store", "prompt_stability", "review"}
+    scenarios = {"first_text", "burst", "throughput", "history_store", "prompt_stability", "review", "scale"}
     assert set(results) >= {"machine", *scenarios}
     assert results["machine"]["cores"] >= 1
 
@@ -140,3 +159,15 @@ def test_quick_bench_reviews_and_shows_progress_at_100000_cards(quick_run: dict[
     assert result["progress_year"]["n"] > 0 and result["chart_png_bytes"] > 0
     assert result["due_query_uses_cards_by_due"] is True
     assert isinstance(result["review_within_target"], bool) and isinstance(result["progress_within_target"], bool)
+
+
+@pytest.mark.slow
+def test_quick_bench_scale_answers_every_message_and_keeps_channels_on_their_server(quick_run: dict[str, Any]) -> None:
+    result = quick_run["json"]["scale"]
+    (rows,) = result["tables"].values()
+    assert list(rows) == ["1 server", "2 servers", "4 servers", "4 servers, 1 killed"]
+    assert result["ratio_4_to_1"] > 2  # the quick run is small: its tail weighs more than the full run's
+    assert result["on_home_server_min"] >= 0.95
+    assert result["every_message_answered_or_marked"] is True
+    killed = rows["4 servers, 1 killed"]
+    assert killed["complete"] + killed["interrupted"] == killed["messages"] and killed["lost"] == 0

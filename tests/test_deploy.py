@@ -47,7 +47,7 @@ def services(compose: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_compose_has_ollama_a_one_shot_pull_and_the_bot(services: dict[str, Any]) -> None:
-    assert set(services) == {"ollama", "pull", "polyglott"}
+    assert {name for name, service in services.items() if "profiles" not in service} == {"ollama", "pull", "polyglott"}
 
 
 def test_ollama_keeps_its_models_on_a_volume_and_reports_health(services: dict[str, Any]) -> None:
@@ -121,7 +121,77 @@ def test_every_named_volume_is_declared(compose: dict[str, Any], services: dict[
         for mount in service.get("volumes", [])
         if not mount.startswith((".", "/"))
     }
-    assert used == set(compose["volumes"]) == {"ollama", "data"}
+    assert used == set(compose["volumes"]) == {"ollama", "data", "postgres"}
+
+
+# compose.yaml, the `scale` profile (README, "A large community")
+
+
+@pytest.fixture(scope="module")
+def scaled(services: dict[str, Any]) -> dict[str, Any]:
+    return {name: service for name, service in services.items() if "scale" in service.get("profiles", [])}
+
+
+def bots(scaled: dict[str, Any]) -> dict[str, Any]:
+    return {name: service for name, service in scaled.items() if name != "postgres"}
+
+
+def test_the_scale_profile_adds_postgres_one_telegram_and_two_discord_processes(scaled: dict[str, Any]) -> None:
+    assert set(scaled) == {"postgres", "telegram", "discord-0", "discord-1"}
+
+
+def test_each_scaled_bot_runs_one_platform_and_telegram_runs_once(scaled: dict[str, Any]) -> None:
+    """Telegram allows one getUpdates consumer per token."""
+    platforms = []
+    for service in bots(scaled).values():
+        args = parser().parse_args(service["command"][1:])
+        assert (service["command"][0], args.command) == ("polyglott", "run")
+        platforms.append(args.only)
+    assert sorted(platforms) == ["discord", "discord", "telegram"]
+
+
+def test_the_discord_processes_split_every_shard_between_them_once(scaled: dict[str, Any]) -> None:
+    served: list[int] = []
+    counts = set()
+    for service in bots(scaled).values():
+        if service["command"][-1] != "discord":
+            continue
+        env = service["environment"]
+        settings = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            discord_shard_count=env["POLYGLOTT_DISCORD_SHARD_COUNT"],
+            discord_shard_ids=env["POLYGLOTT_DISCORD_SHARD_IDS"],
+        )
+        assert settings.discord_shard_count is not None
+        counts.add(settings.discord_shard_count)
+        served += settings.discord_shard_ids
+    (count,) = counts
+    assert sorted(served) == list(range(count))
+
+
+def test_scaled_bots_wait_for_postgres_and_reach_ollama_like_the_single_bot(
+    services: dict[str, Any], scaled: dict[str, Any]
+) -> None:
+    for service in bots(scaled).values():
+        assert service["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert service["depends_on"]["pull"] == services["polyglott"]["depends_on"]["pull"]
+        assert (
+            service["environment"]["POLYGLOTT_OLLAMA_HOST"]
+            == services["polyglott"]["environment"]["POLYGLOTT_OLLAMA_HOST"]
+        )
+        assert (service["env_file"], service["build"]) == (
+            services["polyglott"]["env_file"],
+            services["polyglott"]["build"],
+        )
+        assert seconds(service["stop_grace_period"]) > GRACE
+
+
+def test_postgres_keeps_its_data_on_a_volume_reports_health_and_stays_off_the_host(scaled: dict[str, Any]) -> None:
+    postgres = scaled["postgres"]
+    assert postgres["image"].split(":")[0] == "postgres"
+    assert "postgres:/var/lib/postgresql/data" in postgres["volumes"]
+    assert postgres["healthcheck"]["test"][:2] == ["CMD", "pg_isready"]
+    assert "ports" not in postgres
 
 
 # Dockerfile

@@ -367,3 +367,17 @@ async def test_a_fact_only_heard_in_a_classroom_that_answers_all_is_not_remember
         message = await fake.send_message(GENERAL_CHANNEL_ID, STUDENT_ID, "Toco la guitarra.")
         assert await answered(fake, bot, message) == "¡Qué bien! ¿Qué música tocas?"
     assert await tutor.store.facts(learner(STUDENT_ID)) == []
+
+
+async def test_roleplay_autocompletes_scenes_by_title_in_the_users_language(fake: FakeDiscord, bot: Polyglott) -> None:
+    choices = await fake.autocomplete(
+        "roleplay", {"scene": "cafet"}, "scene", GENERAL_CHANNEL_ID, STUDENT_ID, locale="es"
+    )
+    assert (choices[0]["name"], choices[0]["value"]) == ("A1 · En la cafetería", "cafe-order")
+
+
+async def test_an_empty_scene_autocomplete_offers_the_easiest_first_within_discords_limit(
+    fake: FakeDiscord, bot: Polyglott
+) -> None:
+    choices = await fake.autocomplete("roleplay", {"scene": ""}, "scene", GENERAL_CHANNEL_ID, STUDENT_ID)
+    assert len(choices) == 25 and all(choice["name"].startswith("A1 · ") for choice in choices[:5])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from core.conversation import Conversation, Origin
-from core.i18n import Voice, _
+from core.i18n import Voice, _, _n
 from core.settings import Settings
 from core.store import MAX_FACTS, Store
 from core.tutor import Tutor
@@ -107,9 +107,11 @@ async def test_at_most_twelve_facts_are_kept_the_newest(conversation: Conversati
     assert await remembered(conversation.store) == facts[1:]
 
 
-async def test_a_fact_told_again_is_kept_once(conversation: Conversation, ollama: FakeOllama) -> None:
+async def test_a_fact_told_again_is_kept_once_in_its_newest_words(
+    conversation: Conversation, ollama: FakeOllama
+) -> None:
     await told(conversation, ollama, "plays the guitar", "Plays the guitar")
-    assert await remembered(conversation.store) == ["plays the guitar"]
+    assert await remembered(conversation.store) == ["Plays the guitar"]
 
 
 async def test_minors_mode_keeps_no_fact(settings: Settings, ollama: FakeOllama) -> None:
@@ -181,3 +183,16 @@ async def test_a_group_fact_named_for_another_student_is_kept_for_nobody(
     ollama.script("¡Qué bien, Ben!\n[remember: Ana: plays football]")
     await write(conversation, student(), "Ana juega al fútbol conmigo")
     assert (await remembered(conversation.store, BEN.id), await remembered(conversation.store, ANA.id)) == ([], [])
+
+
+async def test_mydata_says_how_many_facts_are_remembered_and_where_to_see_them(
+    conversation: Conversation, ollama: FakeOllama
+) -> None:
+    await told(conversation, ollama, "plays the guitar", "lives in Lyon")
+    shown = await command(conversation, person(), "/mydata")
+    said = _n(
+        "I also remember {n} fact you told me: /memory shows it.",
+        "I also remember {n} facts you told me: /memory shows them.",
+        2,
+    )
+    assert EN(said) in shown.notes[-1].text

@@ -5,7 +5,7 @@ conversation with the fake Ollama playing both the judge and the examiner."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +13,9 @@ import pytest
 from core.conversation import Conversation
 from core.i18n import Voice, _
 from core.lesson import Level
+from core.moderation import NEUTRAL_REPLY
 from core.placement import MAX_TASKS, TASKS, Ladder
+from core.settings import Settings
 from core.tutor import Tutor
 from tests.fake_ollama import FakeOllama
 from tests.recording import Recorder
@@ -275,3 +277,40 @@ async def test_the_first_private_lesson_offers_a_placement_once(conversation: Co
     again = await command(conversation, person(), "/learn french")
     assert actions(first.last.buttons)[-1] == "placement"
     assert "placement" not in actions(again.last.buttons)
+
+
+async def test_a_marker_in_the_examiners_next_task_is_not_shown(conversation: Conversation, ollama: FakeOllama) -> None:
+    await placement(conversation, ollama)
+    ollama.script("[managed: yes]", f"{NEXT_TASK} [managed: yes]")
+    shown = await write(conversation, person(), "Me llamo Ana y soy de Lima.")
+    assert shown.last.text == NEXT_TASK
+
+
+GUARD = "llama-guard3:1b"
+FLAGGED = "¿Tienes un cuchillo en casa?"
+
+
+@pytest.fixture
+async def guarded(settings: Settings, ollama: FakeOllama) -> AsyncIterator[Conversation]:
+    """A conversation whose replies a Llama Guard lookalike screens: it flags any that mentions a knife."""
+    ollama.add_model(GUARD)
+    ollama.respond_as(GUARD, lambda messages: "unsafe\nS1" if "cuchillo" in messages[-1]["content"] else "safe")
+    tutor = await Tutor.open(settings.model_copy(update={"moderation_model": GUARD}))
+    yield Conversation(tutor)
+    await tutor.close()
+
+
+async def test_the_first_placement_task_is_screened_before_it_is_shown(
+    guarded: Conversation, ollama: FakeOllama
+) -> None:
+    await command(guarded, person(), "/learn spanish")
+    ollama.script(FLAGGED)
+    shown = await command(guarded, person(), "/placement")
+    assert shown.last.text == EN(NEUTRAL_REPLY)
+
+
+async def test_a_next_placement_task_is_screened_before_it_is_shown(guarded: Conversation, ollama: FakeOllama) -> None:
+    await placement(guarded, ollama)
+    ollama.script("[managed: yes]", FLAGGED)
+    shown = await write(guarded, person(), "Me llamo Ana y soy de Lima.")
+    assert shown.last.text == EN(NEUTRAL_REPLY)

@@ -9,6 +9,7 @@ import asyncio
 import time
 
 import pytest
+from pydantic import SecretStr
 
 from bots import cli
 from core.settings import Settings
@@ -113,3 +114,34 @@ async def test_a_reply_still_being_written_when_the_adapters_return_gets_the_shu
     took = time.monotonic() - started
     await asyncio.gather(*writing, return_exceptions=True)
     assert 0.9 < took < 5, "run waits for the reply the setting's grace, then closes (the default would be 5 s)"
+
+
+async def test_run_only_discord_starts_discord_alone(
+    monkeypatch: pytest.MonkeyPatch, settings: Settings, ollama: FakeOllama
+) -> None:
+    telegram, started = Waiter(ollama), []
+
+    async def discord(tutor: Tutor, settings: Settings, stop: asyncio.Event) -> None:
+        started.append("discord")
+        stop.set()
+
+    use(monkeypatch, telegram=telegram, discord=discord)
+    args = cli.parser().parse_args(["run", "--only", "discord"])
+    assert await asyncio.wait_for(cli.run(settings, args.only), 10) == 0
+    assert started == ["discord"] and not telegram.started
+
+
+async def test_run_only_a_platform_without_its_token_says_which_setting_is_missing(
+    settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_telegram = settings.model_copy(update={"telegram_token": SecretStr("123:abc")})
+    assert await cli.run(with_telegram, "discord") == 2
+    assert "--only discord: POLYGLOTT_DISCORD_TOKEN is not set" in capsys.readouterr().err
+
+
+def test_run_only_refuses_an_unknown_platform(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        cli.parser().parse_args(["run", "--only", "matrix"])
+    assert refused.value.code == 2
+    error = capsys.readouterr().err
+    assert "argument --only: invalid choice: 'matrix'" in error and "telegram" in error and "discord" in error
