@@ -21,6 +21,7 @@ import sqlite3
 import statistics
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,7 @@ def _lesson(channel: Channel) -> Lesson:
     return Lesson(channel.id, spanish, Level.A2, english, group=channel.group)
 
 
-def _responder(record: Run, server: int) -> Any:
+def _responder(record: Run, server: int) -> Callable[[list[dict[str, Any]]], str]:
     """Server `server`'s model: notes which turn it was given (the tag in the latest message), answers `REPLY`."""
 
     def respond(messages: list[dict[str, Any]]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ POOL_SPARE = 4  # connections beyond MAX_PARALLEL streams, for doctor's checks a
 READ_MARGIN = 1.0
 # A classifier's answer is a word or two ("safe", "unsafe\nS1"); its own prompt plus a learner's message or a
 # reply fits well inside 4096 tokens. Constant, so the loaded classifier is never reloaded for other options.
+DRAIN_SECONDS = 1.0  # after the final line only the body's end is left: it comes at once, or not at all
 CLASSIFY_OPTIONS = {"temperature": 0, "num_predict": 16, "num_ctx": 4096}
 
 
@@ -219,6 +221,7 @@ class Model:
                 heard = True
                 text = part.message.content or ""
                 if part.done:
+                    await _drained(parts)
                     yield Delta(text, part.done_reason or "stop", part.prompt_eval_count or 0, part.eval_count or 0)
                     return
                 if text:
@@ -296,3 +299,13 @@ def _describe(error: Exception) -> str:
     if isinstance(error, httpx.HTTPStatusError):
         return f"HTTP {error.response.status_code}"
     return type(error).__name__
+
+
+async def _drained(parts: AsyncIterator[ChatResponse]) -> None:
+    """Read a finished stream to its end, so that httpx keeps the connection for the next request: closed before
+    the end of its body, a response takes its connection with it, and every reply paid a new TCP handshake (to a
+    model server on another machine, a round trip or three). The text is whole already: a failure here is nobody's."""
+    with contextlib.suppress(Exception):
+        async with asyncio.timeout(DRAIN_SECONDS):
+            async for _rest in parts:
+                pass

@@ -310,6 +310,7 @@ class FakeOllama:
         self.scripted_for: dict[str, deque[Reply]] = {}  # canonical model name -> its own script
         self.responders: dict[str, Callable[[list[dict[str, Any]]], str | Reply]] = {}  # per model
         self.requests: list[tuple[str, Any]] = []
+        self.peers: list[Any] = []  # the client's address for each request with a body: one per connection used
         self.streams: list[Stream] = []  # streamed generations, oldest first
         self.active = 0
         self.max_active = 0
@@ -496,6 +497,7 @@ class FakeOllama:
         except json.JSONDecodeError:
             body = None
         self.requests.append((request.path, body if body is not None else raw))
+        self.peers.append(request.transport.get_extra_info("peername") if request.transport else None)
         return body
 
     @staticmethod

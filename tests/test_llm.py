@@ -47,6 +47,13 @@ async def test_a_complete_stream_yields_the_text_and_a_final_delta(model: Model,
     assert deltas[-1].done_reason == "stop" and deltas[-1].output_tokens == 5
 
 
+async def test_replies_one_after_another_reuse_one_connection(model: Model, ollama: FakeOllama) -> None:
+    ollama.script(Reply(TEXT), Reply(TEXT), Reply(TEXT))
+    for _ in range(3):
+        await read(model, [])
+    assert len(ollama.peers) == 3 and len(set(ollama.peers)) == 1
+
+
 @pytest.mark.parametrize(
     "fault",
     [{"malformed_at": 2}, {"bad_shape_at": 2}, {"bad_shape_at": 2, "bad_shape": [1, 2]}],
