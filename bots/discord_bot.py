@@ -206,7 +206,7 @@ class Polyglott(discord.Client):
         log.info("connected as %s to %d servers", self.user, len(self.guilds), extra=_ADAPTER)
         if not self._recovered:
             self._recovered = True
-            await self.conversation.recover("discord", self.revive)
+            await self.conversation.recover("discord", self.revive, self.owns)
             if not self.is_closed() and self.reminds:
                 self._reminders = asyncio.create_task(
                     self.conversation.reminding("discord", self.revive, self.remind_every)
@@ -226,6 +226,10 @@ class Polyglott(discord.Client):
             await asyncio.gather(self._reminders, return_exceptions=True)
             self._reminders = None
         await super().close()
+
+    def owns(self, channel_id: str, group: bool) -> bool:
+        """Unsharded, one process serves every channel."""
+        return True
 
     async def revive(self, channel_id: str, quoted: str | None) -> MessageSurface | None:
         """A surface on a stored channel (`discord:<id>`, a DM too) whose first message quotes the message
@@ -976,6 +980,17 @@ class ShardedPolyglott(Polyglott, discord.AutoShardedClient):
     def reminds(self) -> bool:
         """Reminders go to DMs, whose events come on shard 0: its process sends them."""
         return self.shard_ids is None or 0 in self.shard_ids
+
+    def owns(self, channel_id: str, group: bool) -> bool:
+        """Whether a stored channel is on this process's shards: a DM's events come on shard 0; a server channel
+        is in the cache once every shard of ours is ready, if its server is on one of them (a thread as its
+        parent channel's)."""
+        if not group:
+            return self.reminds
+        number = channel_id.removeprefix("discord:").split(":")[0]
+        channel = self.get_channel(int(number)) if number.isdigit() else None
+        guild = getattr(channel, "guild", None)
+        return guild is not None and (self.shard_ids is None or guild.shard_id in self.shard_ids)
 
     async def on_shard_ready(self, shard_id: int) -> None:
         """One line per shard, so an operator sees which process serves which."""

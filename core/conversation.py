@@ -130,6 +130,13 @@ LATE_NOTE_WITHIN = 86_400.0  # seconds: older unanswered messages (from before a
 
 # For recovery: a surface on a stored channel, quoting a stored platform message id where it can.
 Revive = Callable[[str, str | None], Awaitable[Surface | None]]
+# For recovery, where several processes serve one platform (Discord's shards): whether this one serves a stored
+# channel (its id, and whether it is a group's); another process finishes what it left there.
+Owns = Callable[[str, bool], bool]
+
+
+def _everything(channel: str, group: bool) -> bool:
+    return True
 
 
 class Conversation:
@@ -257,19 +264,24 @@ class Conversation:
         lesson = await self.tutor.lesson(channel)
         return lesson is not None and lesson.group and lesson.active and lesson.answer_all
 
-    async def recover(self, platform: str, revive: Revive) -> None:
+    async def recover(self, platform: str, revive: Revive, owns: Owns = _everything) -> None:
         """At start: finish in the chat what a crash left in progress on `platform`, and answer what it left
         unanswered (once, if it is recent; otherwise a short note). `revive(channel, quoted)` gives a surface
         for a stored channel, quoting the platform message `quoted` where the platform can (or None if the chat
-        is gone). The answers are written in the background; a stop waits for them like any other."""
+        is gone). The answers are written in the background; a stop waits for them like any other. `owns`: which
+        channels are this process's, where several share the platform and the database: a reply another process
+        is writing, or a question in its queue, is its own to finish."""
         if self.closing:
             return
         async with self._tracked():
             for left in await self.store.unfinished(f"{platform}:"):
-                await self._finish_cut(left, await _revived(revive, left.channel, left.source))
+                if await self._owned(left.channel, owns):
+                    await self._finish_cut(left, await _revived(revive, left.channel, left.source))
             now = time.time()
             late: set[str] = set()
             for question in await self.store.unanswered(f"{platform}:"):
+                if not await self._owned(question.channel, owns):
+                    continue
                 if now - question.at <= self.tutor.settings.recovery_window:
                     self._spawn(self._answer_again(platform, question, revive))
                     continue
@@ -285,6 +297,10 @@ class Conversation:
                     say = Voice(await self._channel_language(channel))
                     await quietly(surface.note(Note(say(RESTARTED_LATE))))
         log.info("recovered", extra={"adapter": platform})
+
+    async def _owned(self, channel: str, owns: Owns) -> bool:
+        lesson = await self.store.lesson(channel)
+        return owns(channel, lesson.group if lesson else False)
 
     async def _finish_cut(self, left: Unfinished, surface: Surface | None) -> None:
         """A reply a crash left half-written: its last message ends with the cut mark and a short note (a draft,

@@ -21,9 +21,13 @@ from bots.discord_bot import serve as serve_discord
 from core.conversation import NO_LESSON_GROUP
 from core.deck import Card, Kind
 from core.i18n import _n, render
+from core.languages import by_code
+from core.lesson import Lesson, Level
 from core.settings import Settings
+from core.store import Status
 from core.tutor import Tutor
 from tests.fake_discord import BOT_TOKEN, GENERAL_CHANNEL_ID, GUILD_ID, STUDENT_ID, FakeDiscord, shard_of
+from tests.fake_ollama import FakeOllama
 
 SCALE = 0.05  # Discord's clock, shrunk for both sides (the 5 s between two shards' IDENTIFYs too)
 WITHIN = 10.0  # seconds: a bound for a slow machine, not a pace
@@ -208,3 +212,50 @@ async def test_serve_on_shards_explains_a_message_content_intent_the_portal_has_
             settings = bot_settings.model_copy(update=update)
             await asyncio.wait_for(serve_discord(tutor, settings, asyncio.Event(), time_scale=SCALE), WITHIN)
     assert any("Privileged Gateway Intents" in r.getMessage() for r in caplog.records)
+
+
+# Recovery: each process finishes only what was left on its own shards
+
+
+async def left_writing(tutor: Tutor, channel: str, *, group: bool) -> int:
+    """A reply another process is writing (or a crash left) in `channel`: stored pending, its question before it."""
+    await tutor.store.save_lesson(Lesson(channel, by_code("es"), Level.A2, by_code("en"), group=group))
+    question = await tutor.store.add_message(
+        channel, "user", "¿Qué tal?", author_id="discord:user:7", author_name="Ana"
+    )
+    return await tutor.store.add_message(channel, "assistant", "", status=Status.PENDING, reply_to=question)
+
+
+async def status_of(tutor: Tutor, message: int) -> str:
+    async with tutor.store._db.execute("SELECT status FROM messages WHERE id = ?", (message,)) as cursor:
+        row = await cursor.fetchone()
+    return str(row[0]) if row else "gone"
+
+
+async def test_a_process_leaves_a_reply_on_another_process_shard_to_that_process(
+    fake: FakeDiscord, tutor: Tutor, bot_settings: Settings
+) -> None:
+    writing = await left_writing(tutor, f"discord:{GENERAL_CHANNEL_ID}", group=True)  # the guild is on shard 1
+    async with connected(fake, tutor, bot_settings, discord_shard_count=2, discord_shard_ids=[0]) as bot:
+        await fake.wait_until(lambda: settled(bot), WITHIN)
+    assert await status_of(tutor, writing) == "pending"
+
+
+async def test_the_process_serving_the_shard_finishes_a_reply_a_crash_left_there(
+    fake: FakeDiscord, tutor: Tutor, bot_settings: Settings, ollama: FakeOllama
+) -> None:
+    writing = await left_writing(tutor, f"discord:{GENERAL_CHANNEL_ID}", group=True)
+    ollama.script("Muy bien, ¿y tú?")
+    async with connected(fake, tutor, bot_settings, discord_shard_count=2, discord_shard_ids=[1]) as bot:
+        await fake.wait_until(lambda: bot._recovered and settled(bot), WITHIN)
+        await fake.wait_until(lambda: len(fake.bot_messages(GENERAL_CHANNEL_ID)) >= 1 and settled(bot), WITHIN)
+    assert await status_of(tutor, writing) in ("cut", "gone")  # a cut that showed nothing leaves no row
+
+
+async def test_only_the_process_serving_shard_0_finishes_what_was_left_in_a_dm(
+    fake: FakeDiscord, tutor: Tutor, bot_settings: Settings
+) -> None:
+    writing = await left_writing(tutor, f"discord:{fake.dm_channel(STUDENT_ID)}", group=False)
+    async with connected(fake, tutor, bot_settings, discord_shard_count=2, discord_shard_ids=[1]) as bot:
+        await fake.wait_until(lambda: settled(bot), WITHIN)
+    assert await status_of(tutor, writing) == "pending"
