@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -105,7 +106,12 @@ async def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller runs, under a minute on 2 cores")
     parser.add_argument("--only", nargs="*", choices=sorted(SCENARIOS), help="run just these scenarios")
     parser.add_argument("--out", type=Path, help="default: bench/results/latest.json, or quick.json with --quick")
+    parser.add_argument(
+        "--database-url", help="history_store in this PostgreSQL database (a schema of its own), not a SQLite file"
+    )
     args = parser.parse_args()
+    if args.database_url:
+        SCENARIOS["history_store"] = functools.partial(history_store.run, database_url=args.database_url)
     args.out = args.out or Path("bench/results", "quick.json" if args.quick else "latest.json")
     logging.getLogger("aiohttp.server").setLevel(logging.CRITICAL)  # the fakes, when a bot process is killed
     results: dict[str, Any] = {"machine": machine(), "quick": args.quick}

@@ -280,8 +280,7 @@ async def _progress(conversation: Conversation, n: int) -> tuple[float, int]:
 
 
 async def _reviews_stored(store: Store, since: float) -> int:
-    async with store._db.execute("SELECT COUNT(*) FROM reviews WHERE at >= ?", (since,)) as cursor:
-        row = await cursor.fetchone()
+    row = await store._db.fetchone("SELECT COUNT(*) FROM reviews WHERE at >= ?", (since,))
     return int(row[0]) if row else 0
 
 

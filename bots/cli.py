@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from signal import SIGINT, SIGTERM
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr, ValidationError
 
@@ -178,10 +179,10 @@ async def export(settings: Settings, args: argparse.Namespace) -> int:
     from core.export import UnknownLearner, dumps, export_learner
     from core.store import Store
 
-    if not await asyncio.to_thread(Path(settings.db_path).exists):  # no new, empty database as a side effect
-        print(UnknownLearner(args.learner), file=sys.stderr)
+    if settings.database_url is None and not await asyncio.to_thread(Path(settings.db_path).exists):
+        print(UnknownLearner(args.learner), file=sys.stderr)  # no new, empty database file as a side effect
         return 1
-    store = await Store.open(settings.db_path)
+    store = await Store.open(settings)
     try:
         data = await export_learner(store, args.learner)
     except UnknownLearner as error:
@@ -206,7 +207,10 @@ async def report(settings: Settings, args: argparse.Namespace) -> int:
 
 def secrets(settings: Settings) -> list[str]:
     """Every secret setting's value, for the log formatter to blank out wherever one turns up."""
-    return [value.get_secret_value() for value in vars(settings).values() if isinstance(value, SecretStr)]
+    found = [value.get_secret_value() for value in vars(settings).values() if isinstance(value, SecretStr)]
+    if settings.database_url is not None:  # the password alone, too: a driver's message may quote it so
+        found.append(urlsplit(settings.database_url.get_secret_value()).password or "")
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:

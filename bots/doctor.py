@@ -13,12 +13,16 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
+import asyncpg
 import httpx
 from pydantic import ValidationError
 
+from core.database import redacted
 from core.errors import ModelFailed, ModelMissing, OllamaUnavailable, TutorError
 from core.llm import Model
+from core.logs import redact
 from core.scenes import SceneError
 from core.scenes import load as load_scenes
 from core.settings import Settings
@@ -90,7 +94,7 @@ async def checks(settings: Settings, *, quick: bool) -> AsyncIterator[Check]:
         for host in settings.ollama_hosts:  # every server: a turn may land on any of them
             async for check in ollama(settings, host):
                 yield check
-    yield await database(settings.db_path)
+    yield await database(settings)
     yield scenes(settings.scenes_dir)
     async for check in tokens(settings, quick=quick):
         yield check
@@ -209,27 +213,43 @@ def unreachable_fix(host: str) -> str:
     return fix
 
 
-async def database(path: Path) -> Check:
-    """Opening the store creates and migrates it, exactly as `polyglott run` would."""
+async def database(settings: Settings) -> Check:
+    """Opening the store creates and migrates it, exactly as `polyglott run` would: the SQLite file, or the
+    PostgreSQL database at POLYGLOTT_DATABASE_URL (named without its password)."""
+    url = settings.database_url.get_secret_value() if settings.database_url is not None else None
+    name, setting = (redacted(url), "POLYGLOTT_DATABASE_URL") if url else (str(settings.db_path), "POLYGLOTT_DB_PATH")
+    hidden = [urlsplit(url).password or ""] if url else []  # a driver's message might quote it
     try:
-        store = await Store.open(path)
+        store = await Store.open(settings)
         try:
             version = await store.schema_version()
         finally:
             await store.close()
     except (OSError, sqlite3.Error) as error:
+        if url:
+            return Check(
+                Mark.FAIL,
+                redact(f"database {name}: {error}", hidden),
+                "start the PostgreSQL server, or set POLYGLOTT_DATABASE_URL to where it listens",
+            )
         return Check(
             Mark.FAIL,
-            f"database {path}: {error}",
+            f"database {name}: {error}",
             "make sure its folder can be created and written by this user, or set POLYGLOTT_DB_PATH",
+        )
+    except (asyncpg.PostgresError, asyncpg.InterfaceError) as error:  # a wrong password, no such database…
+        return Check(
+            Mark.FAIL,
+            redact(f"database {name}: {error}", hidden),
+            "check the user, password and database in POLYGLOTT_DATABASE_URL, and that the user may create tables",
         )
     if version > len(MIGRATIONS):
         return Check(
             Mark.FAIL,
-            f"database {path}: schema version {version} is newer than this Polyglott ({len(MIGRATIONS)})",
-            "upgrade Polyglott, or point POLYGLOTT_DB_PATH at another file",
+            f"database {name}: schema version {version} is newer than this Polyglott ({len(MIGRATIONS)})",
+            f"upgrade Polyglott, or point {setting} at another {'database' if url else 'file'}",
         )
-    return Check(Mark.OK, f"database {path} (schema version {version}, up to date)")
+    return Check(Mark.OK, f"database {name} (schema version {version}, up to date)")
 
 
 def scenes(directory: Path | None) -> Check:

@@ -40,8 +40,8 @@ async def report(
     app = language_of_locale(terminal_locale())
     say = Voice(app.code if app else find_language(settings.default_native_language).language.code)
     now = time.time()
-    if await asyncio.to_thread(Path(settings.db_path).exists):
-        store = await Store.open(settings.db_path)
+    if settings.database_url is not None or await asyncio.to_thread(Path(settings.db_path).exists):
+        store = await Store.open(settings)
         try:
             figures = await reports.gather(store, channel, now, weeks)
         finally:

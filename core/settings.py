@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     stall_timeout: float = Field(default=20.0, gt=0)
     reply_timeout: float = Field(default=300.0, gt=0)
     db_path: Path = Field(default_factory=_default_db_path)
+    # PostgreSQL instead of the SQLite file at DB_PATH, for several bot processes on one database
+    # (postgresql://user:password@host:5432/polyglott): a secret, since it holds a password; never logged.
+    database_url: SecretStr | None = None
     max_input_chars: int = Field(default=2000, ge=1)
     default_native_language: str = "english"
     log_level: str = "INFO"
@@ -181,6 +184,7 @@ class Settings(BaseSettings):
         "telegram_webhook_url",
         "telegram_webhook_secret",
         "openai_api_key",
+        "database_url",
         "discord_teacher_role",
         "moderation_model",
         "daily_messages",

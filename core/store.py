@@ -1,28 +1,30 @@
-"""Lessons, learners and every message, in one SQLite file behind one writer connection."""
+"""Lessons, learners and every message: in one SQLite file behind one writer connection, or in PostgreSQL.
+
+One schema, one set of migrations and one SQL for both, in the subset they share (core/database.py runs it)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import re
-import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import aiosqlite
-
+from .database import Database, Postgres, Row, SQLite, is_url
 from .deck import Card, Kind, Rating, key
 from .errors import UnknownLanguage
 from .languages import Language, by_code
 from .lesson import Lesson, Level
 from .progress import Deck, Mistake, Practice
 from .report import Member, Rows, Tally, Written
+
+if TYPE_CHECKING:
+    from .settings import Settings
 
 Role = Literal["user", "assistant"]
 
@@ -138,7 +140,7 @@ MIGRATIONS: Sequence[str] = (
         kind TEXT NOT NULL CHECK (kind IN ('correction','word')),
         key TEXT NOT NULL,
         wrong TEXT NOT NULL DEFAULT '',
-        right TEXT NOT NULL,
+        "right" TEXT NOT NULL,
         meaning TEXT NOT NULL DEFAULT '',
         context TEXT NOT NULL DEFAULT '',
         category TEXT,
@@ -328,48 +330,55 @@ class Remind:
 
 
 class Store:
-    """The history store. One connection means one writer thread, so writes never fight over locks."""
+    """The history store, over a `Database`: SQLite's one connection (one writer thread, so writes never fight
+    over locks) or a PostgreSQL pool that several bot processes share."""
 
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
-        self._transaction = asyncio.Lock()  # one explicit transaction at a time (`_atomic`)
 
     @classmethod
-    async def open(cls, path: Path | str) -> Store:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # Learners' words, minors' among them: readable by the service alone. SQLite creates the WAL and
-            # shared-memory files with the database file's permissions.
-            os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
-        db = await aiosqlite.connect(path, isolation_level=None)
-        db.row_factory = aiosqlite.Row
-        # secure_delete: deleted text is overwritten, not left in free pages.
-        pragmas = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON", "secure_delete=ON")
-        for pragma in pragmas:
-            await db.execute(f"PRAGMA {pragma}")
-        store = cls(db)
-        await store._migrate()
-        return store
+    async def open(cls, where: Settings | Path | str) -> Store:
+        """The store the settings name (POLYGLOTT_DATABASE_URL if set, else the POLYGLOTT_DB_PATH file), or
+        the file at a path, or the PostgreSQL database at a `postgresql://` URL; created or migrated."""
+        if isinstance(where, Path | str):
+            slots, target = 10, str(where)
+        else:
+            slots = where.max_parallel * len(where.ollama_hosts)
+            url = where.database_url
+            target = url.get_secret_value() if url is not None else str(where.db_path)
+        db: Database
+        if is_url(target):
+            db = await Postgres.connect(target, turns=slots)
+        else:
+            if target != ":memory:":
+                Path(target).parent.mkdir(parents=True, exist_ok=True)
+                # Learners' words, minors' among them: readable by the service alone. SQLite creates the WAL and
+                # shared-memory files with the database file's permissions.
+                os.close(os.open(target, os.O_CREAT | os.O_RDWR, 0o600))
+            db = await SQLite.connect(target)
+        try:
+            await db.migrate(MIGRATIONS)
+        except BaseException:
+            await db.close()
+            raise
+        return cls(db)
 
     async def close(self) -> None:
         await self._db.close()
 
     async def schema_version(self) -> int:
-        async with self._db.execute("PRAGMA user_version") as cursor:
-            row = await cursor.fetchone()
-        return int(row[0]) if row else 0
+        return await self._db.schema_version()
 
-    async def _migrate(self) -> None:
-        current = await self.schema_version()
-        for version, script in enumerate(MIGRATIONS[current:], start=current + 1):
-            # executescript commits anything pending first, then runs the whole step as one transaction.
-            await self._db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {version};\nCOMMIT;")
+    def channel_turn(self, channel: str) -> AbstractAsyncContextManager[None]:
+        """Hold a channel's turn across every process sharing the database, so that two replies in a channel
+        never interleave (a PostgreSQL advisory lock; with SQLite one process owns the file, and its queue
+        holds the turn: nothing to do)."""
+        return self._db.turn(channel)
 
     # Scenes and placements
 
     async def stage(self, channel: str) -> Stage | None:
-        async with self._db.execute("SELECT * FROM stages WHERE channel = ?", (channel,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.fetchone("SELECT * FROM stages WHERE channel = ?", (channel,))
         if row is None:
             return None
         return Stage(row["channel"], row["kind"], row["scene"], row["since"], row["turns"], json.loads(row["state"]))
@@ -385,8 +394,7 @@ class Store:
 
     async def end_stage(self, channel: str) -> Stage | None:
         """End a channel's scene or placement; what it was, or None if none was under way (ended already)."""
-        async with self._db.execute("DELETE FROM stages WHERE channel = ? RETURNING *", (channel,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.fetchone("DELETE FROM stages WHERE channel = ? RETURNING *", (channel,))
         if row is None:
             return None
         return Stage(row["channel"], row["kind"], row["scene"], row["since"], row["turns"], json.loads(row["state"]))
@@ -394,10 +402,7 @@ class Store:
     async def _forget_in_stages(self, learner: str) -> None:
         """A group's scene keeps its students' corrections for its closer, with their names: like the tutor's
         answers in the group, theirs stay, without the name."""
-        async with self._db.execute(
-            "SELECT channel, state FROM stages WHERE instr(state, ?) > 0", (learner,)
-        ) as cursor:
-            rows = list(await cursor.fetchall())
+        rows = await self._db.fetchall("SELECT channel, state FROM stages WHERE state LIKE '%' || ? || '%'", (learner,))
         for channel, raw in rows:
             state = json.loads(raw)
             kept = [
@@ -410,33 +415,35 @@ class Store:
 
     async def players(self, channel: str, since: int) -> list[tuple[str, str]]:
         """Who wrote in a channel from message `since` on (a scene's players): (id, name), in order of arrival."""
-        async with self._db.execute(
-            """SELECT author_id, author_name FROM messages WHERE channel = ? AND id >= ? AND role = 'user'
-                 AND author_id IS NOT NULL GROUP BY author_id ORDER BY MIN(id)""",
+        rows = await self._db.fetchall(
+            """SELECT m.author_id, m.author_name FROM messages AS m
+               JOIN (SELECT MIN(id) AS first FROM messages WHERE channel = ? AND id >= ? AND role = 'user'
+                       AND author_id IS NOT NULL GROUP BY author_id) AS f ON m.id = f.first
+               ORDER BY m.id""",
             (channel, since),
-        ) as cursor:
-            return [(row[0], row[1] or "") for row in await cursor.fetchall()]
+        )
+        return [(row[0], row[1] or "") for row in rows]
 
     # Facts a learner chose to share
 
     async def facts(self, learner: str) -> list[Fact]:
-        async with self._db.execute("SELECT id, fact FROM facts WHERE learner = ? ORDER BY id", (learner,)) as cursor:
-            return [Fact(row[0], row[1]) for row in await cursor.fetchall()]
+        rows = await self._db.fetchall("SELECT id, fact FROM facts WHERE learner = ? ORDER BY id", (learner,))
+        return [Fact(row[0], row[1]) for row in rows]
 
     async def remember(self, learner: str, name: str, fact: str) -> bool:
         """Keep a fact (once: the same fact again only refreshes it); the oldest beyond MAX_FACTS go. False if
         it was known."""
         now = time.time()
-        async with self._atomic():
+        async with self._db.transaction():
             await self._db.execute(
                 """INSERT INTO learners (id, name, first_seen, last_seen) VALUES (?, ?, ?, ?)
                    ON CONFLICT(id) DO NOTHING""",
                 (learner, name, now, now),
             )
-            cursor = await self._db.execute(
+            told = await self._db.execute(
                 "DELETE FROM facts WHERE learner = ? AND lower(fact) = lower(?)", (learner, fact)
             )
-            added = cursor.rowcount == 0  # told again, it is among the newest now
+            added = told == 0  # told again, it is among the newest now
             await self._db.execute("INSERT INTO facts (learner, fact, at) VALUES (?, ?, ?)", (learner, fact, now))
             await self._db.execute(
                 """DELETE FROM facts WHERE learner = ? AND id NOT IN
@@ -447,8 +454,8 @@ class Store:
 
     async def drop_fact(self, learner: str, fact: int) -> bool:
         """Delete one of a learner's facts (theirs only); False if it was gone."""
-        cursor = await self._db.execute("DELETE FROM facts WHERE id = ? AND learner = ?", (fact, learner))
-        return cursor.rowcount > 0
+        changed = await self._db.execute("DELETE FROM facts WHERE id = ? AND learner = ?", (fact, learner))
+        return changed > 0
 
     async def offer_placement(self, learner: str, name: str) -> bool:
         """Whether to offer this learner a placement: once, the first time it is asked."""
@@ -458,16 +465,15 @@ class Store:
                ON CONFLICT(id) DO NOTHING""",
             (learner, name, now, now),
         )
-        cursor = await self._db.execute(
+        changed = await self._db.execute(
             "UPDATE learners SET placement_offered = 1 WHERE id = ? AND placement_offered = 0", (learner,)
         )
-        return cursor.rowcount > 0
+        return changed > 0
 
     # Lessons
 
     async def lesson(self, channel: str) -> Lesson | None:
-        async with self._db.execute("SELECT * FROM lessons WHERE channel = ?", (channel,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.fetchone("SELECT * FROM lessons WHERE channel = ?", (channel,))
         if row is None:
             return None
         return Lesson(
@@ -496,7 +502,7 @@ class Store:
                 updated_at = excluded.updated_at,
                 context_start = CASE WHEN ? THEN
                     (SELECT COALESCE(MAX(id), 0) FROM messages WHERE channel = excluded.channel)
-                    ELSE context_start END
+                    ELSE lessons.context_start END
             """,
             (
                 lesson.channel,
@@ -509,7 +515,7 @@ class Store:
                 lesson.daily_cap,
                 now,
                 now,
-                int(new_conversation),
+                new_conversation,  # a boolean for PostgreSQL; SQLite binds it as 1 or 0
             ),
         )
         await self._db.execute(
@@ -522,8 +528,7 @@ class Store:
 
     async def learner_language(self, learner: str) -> str | None:
         """The ISO code of a learner's own language (for what is said to them alone), if known."""
-        async with self._db.execute("SELECT native FROM learners WHERE id = ?", (learner,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.fetchone("SELECT native FROM learners WHERE id = ?", (learner,))
         return row["native"] if row else None
 
     async def set_learner_language(self, learner: str, name: str, code: str) -> None:
@@ -536,20 +541,19 @@ class Store:
 
     async def kept(self, learner: str) -> list[Kept]:
         """Everything stored that a learner wrote, and the tutor's answers to it, oldest first."""
-        async with self._db.execute(
+        rows = await self._db.fetchall(
             """SELECT channel, created_at, role, text FROM messages
                WHERE author_id = ? OR reply_to IN (SELECT id FROM messages WHERE author_id = ?)
                   OR id IN (SELECT answered_in FROM messages WHERE author_id = ? AND answered_in IS NOT NULL)
                ORDER BY id""",
             (learner, learner, learner),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [Kept(r["channel"], r["created_at"], r["role"], r["text"]) for r in rows]
 
     async def cards_of(self, learner: str) -> list[Card]:
         """Every card of a learner, in every language, oldest first: part of what they can see and delete."""
-        async with self._db.execute("SELECT * FROM cards WHERE learner = ? ORDER BY id", (learner,)) as cursor:
-            return [_card(r) for r in await cursor.fetchall()]
+        rows = await self._db.fetchall("SELECT * FROM cards WHERE learner = ? ORDER BY id", (learner,))
+        return [_card(r) for r in rows]
 
     async def forget_learner(self, learner: str, private: Sequence[str] = ()) -> int:
         """Delete everything kept about a learner, in one transaction; returns how many messages they had written.
@@ -560,54 +564,46 @@ class Store:
         by `FORGOTTEN`. Every row of any table with a `learner` column goes, then the learner's own row. The
         tables are read from the schema, so a table added later is covered by its column names; the write-ahead
         log is emptied afterwards."""
-        async with self._atomic():
+        async with self._db.transaction():
             channels = sorted({*await self.private_channels(learner), *private})
-            marks = ", ".join("?" * len(channels))
-            async with self._db.execute(
+            rows = await self._db.fetchall(
                 """SELECT name FROM learners WHERE id = ?
                    UNION SELECT author_name FROM messages WHERE author_id = ? AND author_name IS NOT NULL""",
                 (learner, learner),
-            ) as cursor:
-                names = [row[0] for row in await cursor.fetchall()]
-            async with self._db.execute(
+            )
+            names = [row[0] for row in rows]
+            rows = await self._db.fetchall(
                 f"""SELECT id, text FROM messages
-                    WHERE role = 'assistant' AND channel NOT IN ({marks})
+                    WHERE role = 'assistant' AND NOT {_among("channel", channels)}
                       AND (id IN (SELECT answered_in FROM messages WHERE author_id = ? AND answered_in IS NOT NULL)
                            OR reply_to IN (SELECT id FROM messages WHERE author_id = ?))""",
                 (*channels, learner, learner),
-            ) as cursor:
-                answers = [(row["id"], row["text"]) for row in await cursor.fetchall()]
+            )
+            answers = [(row["id"], row["text"]) for row in rows]
             renamed = [(unnamed, id) for id, text in answers if (unnamed := _unnamed(text, names)) != text]
             await self._db.executemany("UPDATE messages SET text = ? WHERE id = ?", renamed)
-            cursor = await self._db.execute("DELETE FROM messages WHERE author_id = ?", (learner,))
-            written = cursor.rowcount
+            written = await self._db.execute("DELETE FROM messages WHERE author_id = ?", (learner,))
             for table in await self._tables_with("channel"):
                 await self._db.executemany(f'DELETE FROM "{table}" WHERE channel = ?', [(c,) for c in channels])
             for table in await self._tables_with("learner"):
                 await self._db.execute(f'DELETE FROM "{table}" WHERE learner = ?', (learner,))
             await self._forget_in_stages(learner)
             await self._db.execute("DELETE FROM learners WHERE id = ?", (learner,))
-        await self._checkpoint()
+        await self._db.checkpoint()
         return written
 
     async def last_level(self, channel: str, language: Language) -> Level | None:
         """The level this channel last used for `language`, to start there again."""
-        async with self._db.execute(
+        row = await self._db.fetchone(
             "SELECT level FROM levels WHERE channel = ? AND language = ?", (channel, language.code)
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return Level(row["level"]) if row else None
 
     async def forget(self, channel: str) -> int:
         """Delete a channel's messages (the lesson stays); returns how many went."""
-        cursor = await self._db.execute("DELETE FROM messages WHERE channel = ?", (channel,))
-        await self._checkpoint()
-        return cursor.rowcount
-
-    async def _checkpoint(self) -> None:
-        """Copy the WAL into the database and empty it, so that deleted text does not linger in the WAL file."""
-        async with self._transaction:  # SQLite refuses a checkpoint inside a transaction (`_atomic`)
-            await self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        changed = await self._db.execute("DELETE FROM messages WHERE channel = ?", (channel,))
+        await self._db.checkpoint()
+        return changed
 
     # Messages
 
@@ -631,18 +627,16 @@ class Store:
                    ON CONFLICT(id) DO UPDATE SET name = excluded.name, last_seen = excluded.last_seen""",
                 (author_id, author_name or "", now, now),
             )
-        try:
-            cursor = await self._db.execute(
-                """INSERT INTO messages
-                   (channel, author_id, author_name, role, text, status, reply_to, created_at, source)
-                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                (channel, author_id, author_name, role, text, status.value, reply_to, now, source),
-            )
-        except sqlite3.IntegrityError as error:
-            if source is not None and "messages.channel, messages.source" in str(error):
-                raise Duplicate() from error
-            raise
-        return int(cursor.lastrowid or 0)
+        row = await self._db.fetchone(
+            """INSERT INTO messages
+               (channel, author_id, author_name, role, text, status, reply_to, created_at, source)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+               ON CONFLICT (channel, source) WHERE source IS NOT NULL DO NOTHING RETURNING id""",
+            (channel, author_id, author_name, role, text, status.value, reply_to, now, source),
+        )
+        if row is None:
+            raise Duplicate()
+        return int(row[0])
 
     # Replies in progress
 
@@ -673,26 +667,24 @@ class Store:
 
     async def unfinished(self, prefix: str) -> list[Unfinished]:
         """Replies left in progress in the channels whose id starts with `prefix` (a platform's)."""
-        async with self._db.execute(
+        rows = await self._db.fetchall(
             """SELECT m.id, m.channel, m.reply_to, m.shown, q.source FROM messages AS m
                LEFT JOIN messages AS q ON q.id = m.reply_to
                WHERE m.status = 'pending' AND substr(m.channel, 1, ?) = ? ORDER BY m.id""",
             (len(prefix), prefix),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [Unfinished(r["id"], r["channel"], r["reply_to"], Shown.loads(r["shown"]), r["source"]) for r in rows]
 
     async def unanswered(self, prefix: str) -> list[Question]:
         """Learner messages in active lessons whose every reply was cut off (or that have none), oldest first."""
-        async with self._db.execute(
+        rows = await self._db.fetchall(
             """SELECT m.* FROM messages AS m JOIN lessons AS l ON l.channel = m.channel
-               WHERE m.role = 'user' AND substr(m.channel, 1, ?) = ? AND m.id > l.context_start AND l.active
+               WHERE m.role = 'user' AND substr(m.channel, 1, ?) = ? AND m.id > l.context_start AND l.active != 0
                  AND NOT EXISTS (SELECT 1 FROM messages AS a
                                  WHERE (a.reply_to = m.id OR a.id = m.answered_in) AND a.status != 'cut')
                ORDER BY m.id""",
             (len(prefix), prefix),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [
             Question(r["id"], r["channel"], r["author_id"], r["author_name"], r["text"], r["source"], r["created_at"])
             for r in rows
@@ -708,7 +700,7 @@ class Store:
         carry no text worth showing the model, and replies cut off or still being written are not the tutor's answer
         (one the model has finished is, while the chat still shows it: `written`).
         """
-        async with self._db.execute(
+        rows = await self._db.fetchall(
             """
             SELECT m.* FROM messages AS m
             JOIN lessons AS l ON l.channel = m.channel
@@ -718,23 +710,21 @@ class Store:
             ORDER BY COALESCE(m.reply_to, m.id), m.role = 'assistant', m.id
             """,
             (channel, up_to if up_to is not None else 2**62, up_to if up_to is not None else 2**62),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [_message(r) for r in rows]
 
     async def transcript(self, channel: str, limit: int = 1000) -> list[Message]:
         """Everything stored for a channel, including hidden earlier conversations: what a teacher may review."""
-        async with self._db.execute(
+        rows = await self._db.fetchall(
             "SELECT * FROM messages WHERE channel = ? ORDER BY id DESC LIMIT ?",
             (channel, limit),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [_message(r) for r in reversed(list(rows))]  # fetchall's rows are typed as a mere Iterable
+        )
+        return [_message(r) for r in reversed(rows)]
 
     async def trim(self, channel: str, through: int) -> None:
         """Hide messages up to `through` from the model for good: the context window has moved on."""
-        await self._db.execute(
-            "UPDATE lessons SET context_start = MAX(context_start, ?) WHERE channel = ?", (through, channel)
+        await self._db.execute(  # never back: another process may have trimmed further meanwhile
+            "UPDATE lessons SET context_start = ? WHERE channel = ? AND context_start < ?", (through, channel, through)
         )
 
     # What a learner learns: cards, reviews, mistakes, practice. Per learner and target language.
@@ -759,14 +749,14 @@ class Store:
             "INSERT INTO learners (id, name, first_seen, last_seen) VALUES (?, '', ?, ?) ON CONFLICT DO NOTHING",
             (card.learner, at, at),
         )
-        cursor = await self._db.execute(
-            """INSERT INTO cards (learner, language, kind, key, wrong, right, meaning, context, category, due,
+        row = await self._db.fetchone(
+            """INSERT INTO cards (learner, language, kind, key, wrong, "right", meaning, context, category, due,
                                   created_at)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING""",
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id""",
             (*values, card.wrong, card.right, card.meaning, card.context, card.category, at, at),
         )
-        if cursor.rowcount == 1:
-            return int(cursor.lastrowid or 0)
+        if row is not None:
+            return int(row[0])
         if card.meaning:
             await self._db.execute(
                 """UPDATE cards SET meaning = ?, context = CASE WHEN context = '' THEN ? ELSE context END
@@ -776,34 +766,31 @@ class Store:
         return None
 
     async def card(self, card: int) -> Card | None:
-        async with self._db.execute("SELECT * FROM cards WHERE id = ?", (card,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.fetchone("SELECT * FROM cards WHERE id = ?", (card,))
         return _card(row) if row else None
 
     async def next_card(self, learner: str, language: str | None, now: float) -> Card | None:
         """The learner's most overdue card (in one deck, or any), if one is due."""
         query, args = _deck_filter(learner, language)
-        async with self._db.execute(
+        row = await self._db.fetchone(
             f"SELECT * FROM cards WHERE {query} AND due <= ? ORDER BY due LIMIT 1", (*args, now)
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return _card(row) if row else None
 
     async def due(self, learner: str, language: str | None, now: float) -> tuple[int, float | None]:
         """How many cards are due now, and when the next one after those is due."""
         query, args = _deck_filter(learner, language)
-        async with self._db.execute(
+        row = await self._db.fetchone(
             f"""SELECT (SELECT COUNT(*) FROM cards WHERE {query} AND due <= ?),
                        (SELECT MIN(due) FROM cards WHERE {query} AND due > ?)""",
             (*args, now, *args, now),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return (int(row[0]), row[1]) if row else (0, None)
 
     async def rate(self, card: Card, rating: Rating, at: float) -> bool:
         """Store a reviewed card (its `reps` one higher than stored) and log the review; False if the stored card
         has moved on since (the same rating pressed twice, or two devices at once): then nothing changes."""
-        cursor = await self._db.execute(
+        changed = await self._db.execute(
             """UPDATE cards SET due = ?, reps = ?, state = ?, step = ?, stability = ?, difficulty = ?, last_review = ?
                WHERE id = ? AND reps = ?""",
             (
@@ -818,7 +805,7 @@ class Store:
                 card.reps - 1,
             ),
         )
-        if cursor.rowcount != 1:
+        if changed != 1:
             return False
         await self._db.execute(
             "INSERT INTO reviews (card, learner, rating, at) VALUES (?, ?, ?, ?)",
@@ -833,31 +820,26 @@ class Store:
         )
 
     async def reviewed(self, learner: str, since: float) -> int:
-        async with self._db.execute(
-            "SELECT COUNT(*) FROM reviews WHERE learner = ? AND at >= ?", (learner, since)
-        ) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.fetchone("SELECT COUNT(*) FROM reviews WHERE learner = ? AND at >= ?", (learner, since))
         return int(row[0]) if row else 0
 
     async def recurring(self, learner: str, language: str, since: float, times: int = 3) -> list[str]:
         """The error categories this learner made at least `times` times since then, most frequent first."""
-        async with self._db.execute(
+        rows = await self._db.fetchall(
             """SELECT category FROM mistakes WHERE learner = ? AND language = ? AND at >= ?
                GROUP BY category HAVING COUNT(*) >= ? ORDER BY COUNT(*) DESC, category""",
             (learner, language, since, times),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [r[0] for r in rows]
 
     async def deck_language(self, learner: str) -> str | None:
         """The language of the learner's most recently practised deck, for where no lesson says which."""
-        async with self._db.execute(
+        row = await self._db.fetchone(
             """SELECT language FROM (SELECT language, at FROM practice WHERE learner = ?
-                                     UNION ALL SELECT language, created_at FROM cards WHERE learner = ?)
+                                     UNION ALL SELECT language, created_at FROM cards WHERE learner = ?) AS used
                ORDER BY at DESC LIMIT 1""",
             (learner, learner),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return row[0] if row else None
 
     # A card shown in a private chat, waiting for a typed answer.
@@ -871,8 +853,7 @@ class Store:
         )
 
     async def awaited(self, channel: str) -> Awaited | None:
-        async with self._db.execute("SELECT * FROM reviewing WHERE channel = ?", (channel,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.fetchone("SELECT * FROM reviewing WHERE channel = ?", (channel,))
         return Awaited(row["learner"], row["card"], row["session"], row["shown_at"]) if row else None
 
     async def answered(self, channel: str) -> None:
@@ -885,27 +866,26 @@ class Store:
     ) -> tuple[list[Practice], list[Mistake], Deck]:
         """What `core.progress` needs for one learner's deck: every message since `since`, and before that, for
         the days-in-a-row count, one per day practised within the year."""
-        async with self._db.execute(
-            """SELECT MIN(at), NULL FROM practice WHERE learner = ? AND language = ? AND at >= ? AND at < ?
-               GROUP BY CAST(at / 86400 AS INTEGER)
+        rows = await self._db.fetchall(
+            f"""SELECT MIN(at), NULL FROM practice WHERE learner = ? AND language = ? AND at >= ? AND at < ?
+               GROUP BY {self._db.whole("at / 86400")}
                UNION ALL
                SELECT at, in_target FROM practice WHERE learner = ? AND language = ? AND at >= ?
                ORDER BY 1""",
             (learner, language, min(since, now - 366 * 86_400.0), since, learner, language, since),
-        ) as cursor:
-            practice = [Practice(r[0], None if r[1] is None else bool(r[1])) for r in await cursor.fetchall()]
-        async with self._db.execute(
+        )
+        practice = [Practice(r[0], None if r[1] is None else bool(r[1])) for r in rows]
+        rows = await self._db.fetchall(
             "SELECT at, category FROM mistakes WHERE learner = ? AND language = ? AND at >= ? ORDER BY at",
             (learner, language, since),
-        ) as cursor:
-            mistakes = [Mistake(r[0], r[1]) for r in await cursor.fetchall()]
-        async with self._db.execute(
-            """SELECT COUNT(*), COALESCE(SUM(state = 2), 0), COALESCE(SUM(due <= ?), 0),
-                      COALESCE(SUM(kind = 'word'), 0), MIN(CASE WHEN due > ? THEN due END)
+        )
+        mistakes = [Mistake(r[0], r[1]) for r in rows]
+        row = await self._db.fetchone(
+            """SELECT COUNT(*), COUNT(CASE WHEN state = 2 THEN 1 END), COUNT(CASE WHEN due <= ? THEN 1 END),
+                      COUNT(CASE WHEN kind = 'word' THEN 1 END), MIN(CASE WHEN due > ? THEN due END)
                FROM cards WHERE learner = ? AND language = ?""",
             (now, now, learner, language),
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         assert row is not None
         deck = Deck(int(row[0]), int(row[1]), int(row[2]), int(row[3]), row[4])
         return practice, mistakes, deck
@@ -922,26 +902,25 @@ class Store:
         )
 
     async def reminder(self, learner: str) -> str | None:
-        async with self._db.execute("SELECT remind_channel FROM learners WHERE id = ?", (learner,)) as cursor:
-            row = await cursor.fetchone()
+        row = await self._db.fetchone("SELECT remind_channel FROM learners WHERE id = ?", (learner,))
         return row[0] if row else None
 
     async def to_remind(self, prefix: str, now: float, hour: int, quiet: float) -> list[Remind]:
         """Learners on `prefix`'s platform with cards due now who usually practise at this UTC `hour` and were
         not reminded for `quiet` seconds. The usual hour: the most frequent hour of their last 30 days of
         practice (the hour they turned reminders on, if none)."""
-        async with self._db.execute(
-            """SELECT l.id, l.remind_channel, (SELECT COUNT(*) FROM cards c WHERE c.learner = l.id AND c.due <= ?)
+        hour_of = self._db.whole  # a Unix time's UTC hour: whole hours since 1970, modulo 24
+        rows = await self._db.fetchall(
+            f"""SELECT l.id, l.remind_channel, (SELECT COUNT(*) FROM cards c WHERE c.learner = l.id AND c.due <= ?)
                    AS due_now,
-                   COALESCE((SELECT CAST(strftime('%H', p.at, 'unixepoch') AS INTEGER) AS h FROM practice p
+                   COALESCE((SELECT {hour_of("p.at / 3600")} % 24 AS h FROM practice p
                              WHERE p.learner = l.id AND p.at >= ? GROUP BY h ORDER BY COUNT(*) DESC, h LIMIT 1),
-                            CAST(strftime('%H', l.last_seen, 'unixepoch') AS INTEGER)) AS usual
+                            {hour_of("l.last_seen / 3600")} % 24) AS usual
                FROM learners l
                WHERE l.remind_channel IS NOT NULL AND substr(l.remind_channel, 1, ?) = ?
                  AND COALESCE(l.reminded_at, 0) <= ?""",
             (now, now - 30 * 86_400, len(prefix), prefix, now - quiet),
-        ) as cursor:
-            rows = await cursor.fetchall()
+        )
         return [Remind(r[0], r[1], r[2]) for r in rows if r[2] > 0 and r[3] == hour]
 
     async def reminded(self, learner: str, at: float) -> None:
@@ -957,44 +936,44 @@ class Store:
         cards due now. The class's students are who wrote, was corrected or was flagged here in that time."""
         span = {"channel": channel, "language": language, "since": since, "now": now, "week": week}
         here = "channel = :channel AND at > :since AND at <= :now"
-        bucket = "CAST((:now - at) / :week AS INTEGER)"
+        bucket = self._db.whole("(:now - at) / :week")
         students = f"""WITH class (learner) AS (
                            SELECT learner FROM practice WHERE {here}
                            UNION SELECT learner FROM mistakes WHERE {here}
                            UNION SELECT learner FROM flags WHERE {here} AND learner IS NOT NULL)"""
-        async with self._db.execute(
-            f"""SELECT learner, {bucket}, COUNT(*), COUNT(in_target), COALESCE(SUM(in_target), 0)
+        rows = await self._db.fetchall(
+            f"""SELECT learner, {bucket}, COUNT(*), COUNT(in_target), COUNT(CASE WHEN in_target = 1 THEN 1 END)
                 FROM practice WHERE {here} GROUP BY 1, 2""",
             span,
-        ) as cursor:
-            written = tuple(Written(r[0], r[1], r[2], r[3], r[4]) for r in await cursor.fetchall())
-        async with self._db.execute(
+        )
+        written = tuple(Written(r[0], r[1], r[2], r[3], r[4]) for r in rows)
+        rows = await self._db.fetchall(
             f"SELECT learner, {bucket}, COUNT(*), category FROM mistakes WHERE {here} GROUP BY 1, 2, 4", span
-        ) as cursor:
-            corrections = tuple(Tally(r[0], r[1], r[2], r[3]) for r in await cursor.fetchall())
-        async with self._db.execute(
+        )
+        corrections = tuple(Tally(r[0], r[1], r[2], r[3]) for r in rows)
+        rows = await self._db.fetchall(
             f"SELECT learner, {bucket}, COUNT(*) FROM flags WHERE {here} AND learner IS NOT NULL GROUP BY 1, 2", span
-        ) as cursor:
-            flags = tuple(Tally(r[0], r[1], r[2]) for r in await cursor.fetchall())
-        async with self._db.execute(
+        )
+        flags = tuple(Tally(r[0], r[1], r[2]) for r in rows)
+        rows = await self._db.fetchall(
             f"""{students}
-                SELECT r.learner, CAST((:now - r.at) / :week AS INTEGER), COUNT(*)
+                SELECT r.learner, {self._db.whole("(:now - r.at) / :week")}, COUNT(*)
                 FROM reviews AS r JOIN cards AS c ON c.id = r.card
                 WHERE r.learner IN (SELECT learner FROM class) AND r.at > :since AND r.at <= :now
-                  AND (:language IS NULL OR c.language = :language)
+                  AND (CAST(:language AS TEXT) IS NULL OR c.language = :language)
                 GROUP BY 1, 2""",
             span,
-        ) as cursor:
-            reviews = tuple(Tally(r[0], r[1], r[2]) for r in await cursor.fetchall())
-        async with self._db.execute(
+        )
+        reviews = tuple(Tally(r[0], r[1], r[2]) for r in rows)
+        rows = await self._db.fetchall(
             f"""{students}
                 SELECT l.id, l.name, l.last_seen,
                        (SELECT COUNT(*) FROM cards AS c WHERE c.learner = l.id AND c.due <= :now
-                          AND (:language IS NULL OR c.language = :language))
+                          AND (CAST(:language AS TEXT) IS NULL OR c.language = :language))
                 FROM learners AS l WHERE l.id IN (SELECT learner FROM class)""",
             span,
-        ) as cursor:
-            members = tuple(Member(r[0], r[1], r[2], r[3]) for r in await cursor.fetchall())
+        )
+        members = tuple(Member(r[0], r[1], r[2], r[3]) for r in rows)
         return Rows(written, corrections, reviews, flags, members)
 
     # Daily caps and the safety classifier's flags
@@ -1002,18 +981,17 @@ class Store:
     async def written_since(self, learner: str, since: float, channel: str | None = None) -> int:
         """The messages a learner wrote since `since`, in one channel or anywhere (a practice row each)."""
         where, args = ("AND channel = ?", (channel,)) if channel is not None else ("", ())
-        async with self._db.execute(
+        row = await self._db.fetchone(
             f"SELECT COUNT(*) FROM practice WHERE learner = ? AND at >= ? {where}", (learner, since, *args)
-        ) as cursor:
-            row = await cursor.fetchone()
+        )
         return int(row[0]) if row else 0
 
     async def tell_capped(self, learner: str, day: str) -> bool:
         """Note that the learner is told they reached a daily cap on `day`; False if they were told that day."""
-        cursor = await self._db.execute(
+        changed = await self._db.execute(
             "UPDATE learners SET capped_on = ? WHERE id = ? AND COALESCE(capped_on, '') != ?", (day, learner, day)
         )
-        return cursor.rowcount == 1
+        return changed == 1
 
     async def add_flag(self, channel: str, learner: str | None, what: Literal["message", "reply"], at: float) -> None:
         """One message or reply the safety classifier held back: counted, never its text."""
@@ -1031,45 +1009,45 @@ class Store:
     async def private_channels(self, learner: str) -> list[str]:
         """The learner's private chats, as the data shows them: channels that are not a group where they wrote
         and nobody else did, where a card waits for their typed answer, or where they asked for reminders."""
-        async with self._db.execute(
+        rows = await self._db.fetchall(
             """SELECT m.channel FROM messages AS m JOIN lessons AS l ON l.channel = m.channel
-               WHERE m.author_id = ? AND NOT l.is_group
+               WHERE m.author_id = ? AND l.is_group = 0
                  AND NOT EXISTS (SELECT 1 FROM messages AS o WHERE o.channel = m.channel AND o.author_id != ?)
                UNION SELECT r.channel FROM reviewing AS r LEFT JOIN lessons AS l ON l.channel = r.channel
-               WHERE r.learner = ? AND NOT COALESCE(l.is_group, 0)
+               WHERE r.learner = ? AND COALESCE(l.is_group, 0) = 0
                UNION SELECT remind_channel FROM learners WHERE id = ? AND remind_channel IS NOT NULL
                ORDER BY 1""",
             (learner, learner, learner, learner),
-        ) as cursor:
-            return [row[0] for row in await cursor.fetchall()]
+        )
+        return [row[0] for row in rows]
 
     async def learner_rows(self, learner: str) -> dict[str, list[dict[str, object]]]:
         """Every row kept about a learner, by table, for a data request: their own row; the messages they wrote,
         the tutor's answers to them and, in their private chats, the whole conversation; and the rows of every
         other table whose `learner` is them or whose `channel` is one of their private chats."""
         channels = await self.private_channels(learner)
-        marks = ", ".join("?" * len(channels))
         found = {
             "learners": await self._rows("SELECT * FROM learners WHERE id = ?", (learner,)),
             "messages": await self._rows(
                 f"""SELECT * FROM messages
-                    WHERE author_id = ? OR channel IN ({marks})
+                    WHERE author_id = ? OR {_among("channel", channels)}
                        OR reply_to IN (SELECT id FROM messages WHERE author_id = ?)
                        OR id IN (SELECT answered_in FROM messages WHERE author_id = ? AND answered_in IS NOT NULL)
                     ORDER BY id""",
                 (learner, *channels, learner, learner),
             ),
         }
-        for table, columns in (await self._columns()).items():
+        for table, columns in (await self._db.columns()).items():
             where, args = [], []
             if "learner" in columns:
                 where.append("learner = ?")
                 args.append(learner)
             if "channel" in columns:
-                where.append(f"channel IN ({marks})")
+                where.append(_among("channel", channels))
                 args.extend(channels)
             if where and table not in found:
-                query = f'SELECT * FROM "{table}" WHERE {" OR ".join(where)} ORDER BY rowid'
+                order = "id" if "id" in columns else "1"  # the order they were added in, or their key's
+                query = f'SELECT * FROM "{table}" WHERE {" OR ".join(where)} ORDER BY {order}'
                 found[table] = await self._rows(query, args)
         return found
 
@@ -1078,53 +1056,25 @@ class Store:
         learner's sentence on correction cards made before then. Counts (practice, mistakes, reviews, flags) and
         the cards themselves hold no message text: they stay. An answer goes with the message it replies to (in
         a group answered together, the latest of them): it quotes their words."""
-        cursor = await self._db.execute(
+        messages = await self._db.execute(
             """DELETE FROM messages
                WHERE created_at < ?
                   OR (role = 'assistant' AND reply_to IN (SELECT id FROM messages WHERE created_at < ?))""",
             (before, before),
         )
-        messages = cursor.rowcount
-        cursor = await self._db.execute(
+        contexts = await self._db.execute(
             "UPDATE cards SET context = '' WHERE kind = 'correction' AND context != '' AND created_at < ?", (before,)
         )
-        expired = Expired(messages, cursor.rowcount)
+        expired = Expired(messages, contexts)
         if expired.messages or expired.contexts:
-            await self._checkpoint()
+            await self._db.checkpoint()
         return expired
 
-    @contextlib.asynccontextmanager
-    async def _atomic(self) -> AsyncIterator[None]:
-        """One transaction. The connection is shared: a statement another task sends meanwhile joins it. Not
-        reentrant, and a checkpoint waits for it: inside, call no `_atomic` nor `_checkpoint`."""
-        async with self._transaction:
-            await self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                with contextlib.suppress(sqlite3.OperationalError):  # SQLite may have rolled back already
-                    await self._db.execute("ROLLBACK")
-                raise
-            await self._db.execute("COMMIT")
-
-    async def _columns(self) -> dict[str, set[str]]:
-        """Every table of the schema (SQLite's own aside) and its columns."""
-        async with self._db.execute(
-            """SELECT t.name, c.name FROM sqlite_master AS t, pragma_table_info(t.name) AS c
-               WHERE t.type = 'table' AND t.name NOT LIKE 'sqlite_%' ORDER BY t.name"""
-        ) as cursor:
-            rows = await cursor.fetchall()
-        tables: dict[str, set[str]] = {}
-        for table, column in rows:
-            tables.setdefault(table, set()).add(column)
-        return tables
-
     async def _tables_with(self, column: str) -> list[str]:
-        return [table for table, columns in (await self._columns()).items() if column in columns]
+        return [table for table, columns in (await self._db.columns()).items() if column in columns]
 
     async def _rows(self, query: str, args: Sequence[object]) -> list[dict[str, object]]:
-        async with self._db.execute(query, args) as cursor:
-            return [dict(zip(row.keys(), row, strict=True)) for row in await cursor.fetchall()]
+        return [dict(zip(row.keys(), row, strict=True)) for row in await self._db.fetchall(query, args)]
 
 
 # What stands for a forgotten learner's name in the tutor's answers kept in a group: the text is the model's, in
@@ -1159,7 +1109,13 @@ def _deck_filter(learner: str, language: str | None) -> tuple[str, tuple[str, ..
     return "learner = ? AND language = ?", (learner, language)
 
 
-def _card(row: aiosqlite.Row) -> Card:
+def _among(column: str, values: Sequence[str]) -> str:
+    """`column IN (?, …)` for these values, or a condition no row meets when there are none (PostgreSQL has no
+    empty `IN ()`)."""
+    return f"{column} IN ({', '.join('?' * len(values))})" if values else "1 = 0"
+
+
+def _card(row: Row) -> Card:
     values = {name: row[name] for name in _CARD_FIELDS}  # the columns are named as the fields
     return Card(**{**values, "kind": Kind(values["kind"])})
 
@@ -1167,7 +1123,7 @@ def _card(row: aiosqlite.Row) -> Card:
 _CARD_FIELDS = tuple(f.name for f in fields(Card))
 
 
-def _message(row: aiosqlite.Row) -> Message:
+def _message(row: Row) -> Message:
     return Message(
         row["id"],
         row["role"],

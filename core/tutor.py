@@ -240,7 +240,7 @@ class Tutor:
         # (~0.7 s) and matplotlib with a first chart (~0.6 s), for /progress.
         await asyncio.gather(asyncio.to_thread(identify.warm), asyncio.to_thread(chart.warm))
         _freeze_start_up()
-        return cls(settings, await Store.open(settings.db_path), open_models(settings))
+        return cls(settings, await Store.open(settings), open_models(settings))
 
     @property
     def default_native(self) -> Language:
@@ -529,7 +529,9 @@ class Tutor:
         reply._ticket = self.queue.join(channel.id, TOGETHER if together else 1)
         reply._ticket.holder = reply
         try:
-            async with reply._ticket:
+            # The queue holds the channel's turn in this process; the store holds it across processes that
+            # share a PostgreSQL database (an advisory lock), so that their replies never interleave either.
+            async with reply._ticket, self.store.channel_turn(channel.id):
                 if reply.discarded:
                     raise ReplyDiscarded()
                 async with aclosing(self._answering(channel, lesson, reply)) as chunks:

@@ -19,6 +19,8 @@ from tests.fake_ollama import FakeOllama
 from tests.recording import Recorder
 from tests.test_conversation import ANA, BEN, CLASS, DM, EN, command, person, student, write
 
+pytestmark = pytest.mark.usefixtures("database")  # on SQLite and on PostgreSQL (tests/conftest.py)
+
 DAY = 86_400.0
 BEN_DM = Channel("test:dm:ben")
 

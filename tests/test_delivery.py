@@ -19,6 +19,8 @@ from tests.fake_ollama import FakeOllama
 from tests.fake_ollama import Reply as Script
 from tests.recording import Recorder
 
+pytestmark = pytest.mark.usefixtures("database")  # on SQLite and on PostgreSQL (tests/conftest.py)
+
 DM = Channel("test:dm:ana")
 CLASS = Channel("test:class:1", group=True)
 ANA = Learner("test:user:ana", "Ana")

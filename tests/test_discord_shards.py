@@ -227,8 +227,7 @@ async def left_writing(tutor: Tutor, channel: str, *, group: bool) -> int:
 
 
 async def status_of(tutor: Tutor, message: int) -> str:
-    async with tutor.store._db.execute("SELECT status FROM messages WHERE id = ?", (message,)) as cursor:
-        row = await cursor.fetchone()
+    row = await tutor.store._db.fetchone("SELECT status FROM messages WHERE id = ?", (message,))
     return str(row[0]) if row else "gone"
 
 

@@ -24,6 +24,8 @@ from core.tutor import Channel, Tutor
 from tests.fake_ollama import FakeOllama
 from tests.test_forget import ANA, BEN, DM, mentions, seed_everything
 
+pytestmark = pytest.mark.usefixtures("database")  # on SQLite and on PostgreSQL (tests/conftest.py)
+
 
 @pytest.fixture(autouse=True)
 def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: Settings) -> None:
@@ -33,6 +35,8 @@ def environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: Setti
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)  # no stray .env
     monkeypatch.setenv("POLYGLOTT_DB_PATH", str(settings.db_path))
+    if settings.database_url is not None:
+        monkeypatch.setenv("POLYGLOTT_DATABASE_URL", settings.database_url.get_secret_value())
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,7 @@
 """`/forget`: a learner deletes everything kept about them, everywhere, after a confirmation press.
 
-The check that matters reads the schema, not our list of tables: every table in `sqlite_master`, every text
-value in it, counted for the learner's id and their private chat's id before and after. Before, every table
+The check that matters reads the schema, not our list of tables: every table the database lists, every value in
+it, counted for the learner's id and their private chat's id before and after. Before, every table
 must mention them (so a table added later fails here until this test seeds it and forgetting deletes it);
 after, none may. Then the same through Telegram's and Discord's fakes, with the real buttons pressed.
 """
@@ -36,6 +36,7 @@ CLASS = Channel("test:class:1", group=True)
 ANA = Learner("test:user:ana", "Ana")
 BEN = Learner("test:user:ben", "Ben")
 WITHIN = 10.0  # seconds: a bound for a slow machine, not a pace
+BOTH = pytest.mark.usefixtures("database")  # on SQLite and on PostgreSQL (tests/conftest.py)
 
 
 def origin(channel: Channel, learner: Learner) -> Origin:
@@ -43,18 +44,13 @@ def origin(channel: Channel, learner: Learner) -> Origin:
 
 
 async def mentions(store: Store, *needles: str) -> dict[str, int]:
-    """Per table of the schema, the rows with a text value that contains any of `needles`."""
-    db = store._db
-    async with db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'") as cur:
-        tables = [row[0] for row in await cur.fetchall()]
+    """Per table of the schema (as the database itself lists it), the rows with a value that contains any of
+    `needles` (the needles hold no LIKE wildcards)."""
     counts = {}
-    for table in tables:
-        async with db.execute(f'SELECT name FROM pragma_table_info("{table}")') as cur:
-            columns = [row[0] for row in await cur.fetchall()]
-        where = " OR ".join(f'(typeof("{c}") = \'text\' AND instr("{c}", ?) > 0)' for c in columns for _ in needles)
-        args = [needle for _c in columns for needle in needles]
-        async with db.execute(f'SELECT COUNT(*) FROM "{table}" WHERE {where}', args) as cur:
-            row = await cur.fetchone()
+    for table, columns in (await store._db.columns()).items():
+        where = " OR ".join(f'CAST("{c}" AS TEXT) LIKE ?' for c in sorted(columns) for _ in needles)
+        args = [f"%{needle}%" for _c in columns for needle in needles]
+        row = await store._db.fetchone(f'SELECT COUNT(*) FROM "{table}" WHERE {where}', args)
         counts[table] = int(row[0]) if row else 0
     return counts
 
@@ -106,6 +102,7 @@ async def forget_in(conversation: Conversation, channel: Channel, learner: Learn
     return shown
 
 
+@BOTH
 async def test_forgetting_leaves_no_row_in_any_table_that_mentions_the_learner_or_their_private_chat(
     tutor: Tutor, ollama: FakeOllama
 ) -> None:
@@ -120,6 +117,7 @@ async def test_forgetting_leaves_no_row_in_any_table_that_mentions_the_learner_o
     assert await mentions(tutor.store, BEN.id, BENS_DM.id) == bens
 
 
+@BOTH
 async def test_forget_says_how_many_messages_of_theirs_it_deleted(tutor: Tutor, ollama: FakeOllama) -> None:
     conversation = Conversation(tutor)
     await seed_everything(conversation, ollama)
@@ -132,6 +130,7 @@ async def test_forget_says_how_many_messages_of_theirs_it_deleted(tutor: Tutor, 
     assert [(note.text, note.private) for note in shown.notes] == [(render(done, "en"), True)]
 
 
+@BOTH
 async def test_the_class_keeps_the_answer_to_a_forgotten_student_without_her_name(
     tutor: Tutor, ollama: FakeOllama
 ) -> None:
@@ -144,6 +143,7 @@ async def test_the_class_keeps_the_answer_to_a_forgotten_student_without_her_nam
     assert history[1:] == [("assistant", None, f"¡Hola, {FORGOTTEN}! {FORGOTTEN}, dime: ¿conoces a Anabel?")]
 
 
+@BOTH
 @pytest.mark.parametrize("ana_last", [False, True], ids=["ben-last", "ana-last"])
 async def test_an_answer_to_several_students_stays_when_one_forgets_and_loses_only_her_name(
     tutor: Tutor, ollama: FakeOllama, ana_last: bool
@@ -162,6 +162,7 @@ async def test_an_answer_to_several_students_stays_when_one_forgets_and_loses_on
     assert [k.text for k in await store.kept(BEN.id)] == ["Soy Ben", f"{FORGOTTEN}: muy bien. Ben: casi."]
 
 
+@BOTH
 async def test_their_private_chat_goes_whole_with_its_lesson_and_levels(tutor: Tutor, ollama: FakeOllama) -> None:
     conversation = Conversation(tutor)
     await seed_everything(conversation, ollama)
@@ -173,6 +174,7 @@ async def test_their_private_chat_goes_whole_with_its_lesson_and_levels(tutor: T
     assert await tutor.store.lesson(CLASS.id) is not None
 
 
+@BOTH
 async def test_a_private_chat_where_they_only_ran_commands_goes_when_they_forget_there(
     tutor: Tutor, ollama: FakeOllama
 ) -> None:
@@ -185,6 +187,7 @@ async def test_a_private_chat_where_they_only_ran_commands_goes_when_they_forget
     assert await mentions(tutor.store, ANA.id, DM.id) == dict.fromkeys(before, 0)
 
 
+@BOTH
 async def test_forget_asks_first_and_deletes_nothing_until_pressed(tutor: Tutor, ollama: FakeOllama) -> None:
     conversation = Conversation(tutor)
     await seed_everything(conversation, ollama)
@@ -199,11 +202,11 @@ async def test_forget_asks_first_and_deletes_nothing_until_pressed(tutor: Tutor,
 async def test_a_reset_while_a_learner_is_being_forgotten_waits_for_the_transaction(
     tutor: Tutor, ollama: FakeOllama
 ) -> None:
-    """Forgetting is one transaction on the shared connection; SQLite refuses a checkpoint inside one, so a
+    """Forgetting is one transaction on SQLite's shared connection; SQLite refuses a checkpoint inside one, so a
     /reset's checkpoint elsewhere waits for it to end instead of failing."""
     conversation = Conversation(tutor)
     await seed_everything(conversation, ollama)
-    async with tutor.store._atomic():  # as forgetting holds it
+    async with tutor.store._db.transaction():  # as forgetting holds it
         reset = asyncio.create_task(tutor.reset(BENS_DM))
         await asyncio.sleep(0.1)
         assert not reset.done()

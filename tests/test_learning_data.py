@@ -9,6 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from core.conversation import CARD_COLUMNS, Conversation, Origin
@@ -22,6 +23,7 @@ DM = Channel("test:dm:ana")
 ANA = Learner("test:user:ana", "Ana")
 DAY = 86_400.0
 LEARNING_TABLES = ("cards", "reviews", "mistakes", "practice", "reviewing")
+BOTH = pytest.mark.usefixtures("database")  # on SQLite and on PostgreSQL (tests/conftest.py)
 
 
 def ana(channel: Channel = DM) -> Origin:
@@ -35,8 +37,7 @@ def a_card(learner: str = ANA.id, right: str = "estaba", wrong: str = "soy") -> 
 async def rows_about(store: Store, learner: str) -> dict[str, int]:
     counts = {}
     for table in LEARNING_TABLES:
-        async with store._db.execute(f"SELECT COUNT(*) FROM {table} WHERE learner = ?", (learner,)) as cursor:
-            row = await cursor.fetchone()
+        row = await store._db.fetchone(f"SELECT COUNT(*) FROM {table} WHERE learner = ?", (learner,))
         counts[table] = row[0] if row else 0
     return counts
 
@@ -55,8 +56,8 @@ async def test_a_fifth_version_database_upgrades_in_place_and_keeps_its_lessons(
     await store.close()
 
 
-async def test_the_same_mistake_twice_is_one_card(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_the_same_mistake_twice_is_one_card(database: str) -> None:
+    store = await Store.open(database)
     assert await store.add_card(a_card(), time.time()) is not None
     assert await store.add_card(a_card(right="Estaba"), time.time()) is None
     assert len(await store.cards_of(ANA.id)) == 1
@@ -65,17 +66,17 @@ async def test_the_same_mistake_twice_is_one_card(tmp_path: Path) -> None:
 
 async def test_the_due_cards_are_found_by_the_index(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "db.sqlite")
-    async with store._db.execute(
+    rows = await store._db.fetchall(
         "EXPLAIN QUERY PLAN SELECT * FROM cards WHERE learner = ? AND language = ? AND due <= ? ORDER BY due LIMIT 1",
         (ANA.id, "es", 0),
-    ) as cursor:
-        plan = " ".join(str(row[3]) for row in await cursor.fetchall())
+    )
+    plan = " ".join(str(row[3]) for row in rows)
     assert "cards_by_due" in plan
     await store.close()
 
 
-async def test_forgetting_a_learner_deletes_their_cards_reviews_mistakes_and_practice(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_forgetting_a_learner_deletes_their_cards_reviews_mistakes_and_practice(database: str) -> None:
+    store = await Store.open(database)
     now = time.time()
     card_id = await store.add_card(a_card(), now)
     assert card_id is not None
@@ -93,6 +94,7 @@ async def test_forgetting_a_learner_deletes_their_cards_reviews_mistakes_and_pra
     await store.close()
 
 
+@BOTH
 async def test_every_message_a_learner_writes_counts_as_practice_with_its_language(
     tutor: Tutor, ollama: FakeOllama
 ) -> None:
@@ -106,6 +108,7 @@ async def test_every_message_a_learner_writes_counts_as_practice_with_its_langua
     assert [p.in_target for p in practice] == [True, False]
 
 
+@BOTH
 async def test_progress_shows_the_figures_a_table_and_a_chart(tutor: Tutor) -> None:
     store = tutor.store
     now = time.time()
@@ -127,12 +130,14 @@ async def test_progress_shows_the_figures_a_table_and_a_chart(tutor: Tutor) -> N
     assert Image.open(io.BytesIO(chart.data)).size[0] > 0
 
 
+@BOTH
 async def test_progress_without_any_practice_says_how_to_begin(tutor: Tutor) -> None:
     shown = Recorder()
     await Conversation(tutor).command(ana(), "progress", (), shown)
     assert "/learn" in shown.notes[0].text and shown.files == []
 
 
+@BOTH
 async def test_mydata_includes_the_learners_cards(tutor: Tutor) -> None:
     await tutor.store.add_card(a_card(), time.time())
     shown = Recorder()
@@ -143,6 +148,7 @@ async def test_mydata_includes_the_learners_cards(tutor: Tutor) -> None:
     assert table[1][:4] == ["es", "correction", "soy", "estaba"]
 
 
+@BOTH
 async def test_days_in_a_row_count_back_beyond_the_charts_weeks(tutor: Tutor) -> None:
     store = tutor.store
     now = time.time()

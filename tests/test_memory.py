@@ -14,6 +14,8 @@ from core.tutor import Tutor
 from tests.fake_ollama import FakeOllama
 from tests.test_conversation import ANA, BEN, CLASS, DM, actions, command, person, press, student, write
 
+pytestmark = pytest.mark.usefixtures("database")  # on SQLite and on PostgreSQL (tests/conftest.py)
+
 EN = Voice("en")
 KNOWN = "What you know about the learner:"
 
@@ -162,11 +164,9 @@ async def test_forget_deletes_the_learners_facts_and_their_private_stage(
     await command(conversation, person(), "/roleplay cafe-order")
     db = conversation.store._db
     count = "SELECT (SELECT COUNT(*) FROM facts WHERE learner = ?), (SELECT COUNT(*) FROM stages WHERE channel = ?)"
-    async with db.execute(count, (ANA.id, DM.id)) as cursor:
-        assert tuple(await cursor.fetchone() or ()) == (1, 1)
+    assert tuple(await db.fetchone(count, (ANA.id, DM.id)) or ()) == (1, 1)
     await press(conversation, person(), "forget:yes")
-    async with db.execute(count, (ANA.id, DM.id)) as cursor:
-        assert tuple(await cursor.fetchone() or ()) == (0, 0)
+    assert tuple(await db.fetchone(count, (ANA.id, DM.id)) or ()) == (0, 0)
 
 
 async def test_a_fact_told_again_is_among_the_newest_kept(conversation: Conversation, ollama: FakeOllama) -> None:

@@ -21,6 +21,8 @@ from tests.fake_ollama import FakeOllama
 from tests.recording import Recorder
 from tests.test_conversation import CLASS, DM, actions, command, person, press, write
 
+pytestmark = pytest.mark.usefixtures("database")  # on SQLite and on PostgreSQL (tests/conftest.py)
+
 EN = Voice("en")
 JUDGE = "You assess one answer of a Spanish learner."
 EXAMINER = "You are a friendly Spanish examiner"
@@ -236,12 +238,12 @@ async def test_every_answer_in_a_placement_is_answered_exactly_once(
     conversation: Conversation, ollama: FakeOllama
 ) -> None:
     await placed(conversation, ollama, ["yes", "yes", "yes", "no", "yes", "no"])
-    async with conversation.store._db.execute(
+    rows = await conversation.store._db.fetchall(
         """SELECT m.id, (SELECT COUNT(*) FROM messages AS a WHERE a.reply_to = m.id AND a.role = 'assistant')
            FROM messages AS m WHERE m.channel = ? AND m.role = 'user'""",
         (DM.id,),
-    ) as cursor:
-        answers = [row[1] for row in await cursor.fetchall()]
+    )
+    answers = [row[1] for row in rows]
     assert answers == [1] * 6
 
 

@@ -49,7 +49,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture
-def store(tutor: Tutor) -> Store:
+def store(tutor: Tutor, database: str) -> Store:
+    """On SQLite and on PostgreSQL (tests/conftest.py): the report's counts are the store's longest SQL."""
     return tutor.store
 
 

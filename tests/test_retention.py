@@ -10,7 +10,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
 import pytest
 
@@ -32,8 +31,9 @@ POLL = 0.01  # seconds between looks at the database
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def store(database: str) -> AsyncIterator[Store]:
+    """On SQLite and on PostgreSQL (tests/conftest.py)."""
+    store = await Store.open(database)
     for channel, group in ((CLASS, True), (DM, False)):
         await store.save_lesson(Lesson(channel, by_code("es"), Level.A2, by_code("en"), group=group))
     yield store
@@ -131,9 +131,8 @@ async def test_learning_statistics_without_text_stay(store: Store) -> None:
     async def counts() -> list[int]:
         found = []
         for table in ("practice", "mistakes", "flags", "reviews", "cards"):
-            async with store._db.execute(f"SELECT COUNT(*) FROM {table}") as cursor:
-                row = await cursor.fetchone()
-                found.append(row[0] if row else 0)
+            row = await store._db.fetchone(f"SELECT COUNT(*) FROM {table}")
+            found.append(row[0] if row else 0)
         return found
 
     assert await counts() == [1, 1, 1, 1, 1]
@@ -167,13 +166,17 @@ async def test_the_daily_task_runs_at_once_and_then_every_interval_on_its_clock(
 async def test_run_expires_old_text_at_start_once_for_all_its_adapters(
     monkeypatch: pytest.MonkeyPatch, settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    opened = await Store.open(settings.db_path)
+    opened = await Store.open(settings)
     await opened.save_lesson(Lesson(CLASS, by_code("es"), Level.A2, by_code("en"), group=True))
     await written(opened, CLASS, "Del año pasado", days_ago=DAYS + 1)
     await opened.close()
 
+    async def logged() -> bool:
+        return any(r.name == "core.retention" for r in caplog.records)
+
     async def until_expired(tutor: Tutor, settings: Settings, stop: asyncio.Event) -> None:
         await eventually(lambda: _are(texts(tutor.store), []))
+        await eventually(logged)  # the pass logs once its last statement is done: stopping sooner would cancel it
         stop.set()
 
     async def serving(tutor: Tutor, settings: Settings, stop: asyncio.Event) -> None:

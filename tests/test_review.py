@@ -318,6 +318,7 @@ async def test_reminders_are_for_private_chats_only(conversation: Conversation) 
     assert await conversation.store.reminder(ANA.id) is None
 
 
+@pytest.mark.usefixtures("database")  # on SQLite and on PostgreSQL: the usual hour is worked out in SQL
 async def test_a_reminder_comes_once_a_day_at_the_usual_hour_when_cards_are_due(
     conversation: Conversation, ollama: FakeOllama, clock: Clock
 ) -> None:

@@ -23,6 +23,8 @@ from tests.fake_ollama import FakeOllama
 from tests.recording import Recorder
 from tests.test_conversation import ANA, BEN, CLASS, DM, actions, command, person, press, student, write
 
+pytestmark = pytest.mark.usefixtures("database")  # on SQLite and on PostgreSQL (tests/conftest.py)
+
 EN = Voice("en")
 OPENER = "Buenos días, bienvenida al café. ¿Qué le pongo?"
 IN_A_SCENE = "You are playing a role in a Spanish role-play with "

@@ -1,4 +1,5 @@
-"""The history store: schema, persistence and concurrent channels."""
+"""The history store: schema, persistence and concurrent channels. A test that takes `database` runs on SQLite
+and on PostgreSQL (tests/conftest.py); the others are about the SQLite file itself."""
 
 from __future__ import annotations
 
@@ -29,10 +30,8 @@ async def test_a_new_database_is_migrated_to_the_latest_schema(tmp_path: Path) -
 
 async def test_connections_use_wal_and_foreign_keys(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "db.sqlite")
-    async with store._db.execute("PRAGMA journal_mode") as cursor:
-        assert (await cursor.fetchone())[0] == "wal"
-    async with store._db.execute("PRAGMA foreign_keys") as cursor:
-        assert (await cursor.fetchone())[0] == 1
+    assert (await store._db.fetchone("PRAGMA journal_mode"))[0] == "wal"
+    assert (await store._db.fetchone("PRAGMA foreign_keys"))[0] == 1
     await store.close()
 
 
@@ -43,27 +42,25 @@ async def test_an_older_database_is_migrated_in_place(tmp_path: Path) -> None:
         db.execute("INSERT INTO notes VALUES ('kept')")
     store = await Store.open(path)
     assert await store.schema_version() == len(MIGRATIONS)
-    async with store._db.execute("SELECT x FROM notes") as cursor:
-        assert (await cursor.fetchone())[0] == "kept"
+    assert (await store._db.fetchone("SELECT x FROM notes"))[0] == "kept"
     await store.close()
 
 
-async def test_lessons_and_messages_survive_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite"
-    store = await Store.open(path)
+async def test_lessons_and_messages_survive_reopening(database: str) -> None:
+    store = await Store.open(database)
     await store.save_lesson(lesson())
     await store.add_message("c1", "user", "Hola", author_id="u1", author_name="Ana")
     await store.add_message("c1", "assistant", "¡Hola, Ana!")
     await store.close()
 
-    store = await Store.open(path)
+    store = await Store.open(database)
     assert await store.lesson("c1") == lesson()
     assert [(m.role, m.text) for m in await store.history("c1")] == [("user", "Hola"), ("assistant", "¡Hola, Ana!")]
     await store.close()
 
 
-async def test_history_leaves_out_learner_messages_still_waiting_for_a_reply(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_history_leaves_out_learner_messages_still_waiting_for_a_reply(database: str) -> None:
+    store = await Store.open(database)
     await store.save_lesson(lesson())
     first = await store.add_message("c1", "user", "uno", author_id="u1", author_name="Ana")
     await store.add_message("c1", "user", "dos", author_id="u2", author_name="Ben")
@@ -72,8 +69,8 @@ async def test_history_leaves_out_learner_messages_still_waiting_for_a_reply(tmp
     await store.close()
 
 
-async def test_failed_replies_are_kept_but_not_shown_to_the_model(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_failed_replies_are_kept_but_not_shown_to_the_model(database: str) -> None:
+    store = await Store.open(database)
     await store.save_lesson(lesson())
     await store.add_message("c1", "user", "hola", author_id="u1", author_name="Ana")
     await store.add_message("c1", "assistant", "", status=Status.FAILED)
@@ -82,8 +79,8 @@ async def test_failed_replies_are_kept_but_not_shown_to_the_model(tmp_path: Path
     await store.close()
 
 
-async def test_switching_language_starts_a_new_conversation_but_keeps_the_old_one(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_switching_language_starts_a_new_conversation_but_keeps_the_old_one(database: str) -> None:
+    store = await Store.open(database)
     await store.save_lesson(lesson())
     await store.add_message("c1", "user", "hola", author_id="u1", author_name="Ana")
     await store.save_lesson(lesson(language=FRENCH), new_conversation=True)
@@ -92,8 +89,8 @@ async def test_switching_language_starts_a_new_conversation_but_keeps_the_old_on
     await store.close()
 
 
-async def test_forget_deletes_only_that_channels_messages(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_forget_deletes_only_that_channels_messages(database: str) -> None:
+    store = await Store.open(database)
     for channel in ("c1", "c2"):
         await store.save_lesson(lesson(channel))
         await store.add_message(channel, "user", "hola", author_id="u1", author_name="Ana")
@@ -104,8 +101,8 @@ async def test_forget_deletes_only_that_channels_messages(tmp_path: Path) -> Non
     await store.close()
 
 
-async def test_concurrent_channels_write_without_losing_or_mixing_messages(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_concurrent_channels_write_without_losing_or_mixing_messages(database: str) -> None:
+    store = await Store.open(database)
     channels = [f"c{i}" for i in range(20)]
     for channel in channels:
         await store.save_lesson(lesson(channel))
@@ -120,8 +117,8 @@ async def test_concurrent_channels_write_without_losing_or_mixing_messages(tmp_p
     await store.close()
 
 
-async def test_sql_special_characters_are_stored_verbatim(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_sql_special_characters_are_stored_verbatim(database: str) -> None:
+    store = await Store.open(database)
     await store.save_lesson(lesson("x'); DROP TABLE messages; --"))
     text = "Robert'); DROP TABLE lessons; -- ¿qué?"
     await store.add_message("x'); DROP TABLE messages; --", "user", text, author_id="u'1", author_name="O'Brien")
@@ -129,14 +126,13 @@ async def test_sql_special_characters_are_stored_verbatim(tmp_path: Path) -> Non
     await store.close()
 
 
-async def test_a_lesson_keeps_whether_it_answers_every_message(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite"
-    store = await Store.open(path)
+async def test_a_lesson_keeps_whether_it_answers_every_message(database: str) -> None:
+    store = await Store.open(database)
     await store.save_lesson(lesson("class", group=True))
     assert (await store.lesson("class")).answer_all is False  # type: ignore[union-attr]
     await store.save_lesson(Lesson("class", SPANISH, Level.A2, ENGLISH, group=True, answer_all=True))
     await store.close()
-    store = await Store.open(path)
+    store = await Store.open(database)
     assert (await store.lesson("class")).answer_all is True  # type: ignore[union-attr]
     await store.close()
 
@@ -154,8 +150,8 @@ async def test_a_first_version_database_gains_the_answer_all_flag_off(tmp_path: 
     await store.close()
 
 
-async def test_a_lesson_whose_explanation_language_left_the_catalog_explains_in_english(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_a_lesson_whose_explanation_language_left_the_catalog_explains_in_english(database: str) -> None:
+    store = await Store.open(database)
     await store.save_lesson(Lesson("c1", SPANISH, Level.B1, FRENCH))
     await store._db.execute("UPDATE lessons SET native = 'tlh' WHERE channel = 'c1'")  # a code no longer offered
     assert await store.lesson("c1") == Lesson("c1", SPANISH, Level.B1, ENGLISH)
@@ -176,13 +172,13 @@ async def test_a_second_version_database_remembers_its_lessons_levels(tmp_path: 
     assert await store.last_level("c2", FRENCH) == Level.C1
     assert await store.last_level("c1", FRENCH) is None
     assert await store.learner_language("u1") is None  # the new column, empty until they are seen again
-    async with store._db.execute("SELECT name FROM sqlite_master WHERE type = 'index'") as cursor:
-        assert "messages_by_author" in {row[0] for row in await cursor.fetchall()}
+    indexes = await store._db.fetchall("SELECT name FROM sqlite_master WHERE type = 'index'")
+    assert "messages_by_author" in {row[0] for row in indexes}
     await store.close()
 
 
-async def test_the_level_used_for_each_language_is_remembered_per_channel(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_the_level_used_for_each_language_is_remembered_per_channel(database: str) -> None:
+    store = await Store.open(database)
     await store.save_lesson(Lesson("c1", SPANISH, Level.B2, ENGLISH))
     await store.save_lesson(Lesson("c1", FRENCH, Level.A1, ENGLISH), new_conversation=True)
     assert await store.last_level("c1", SPANISH) == Level.B2
@@ -213,8 +209,8 @@ async def test_a_third_version_database_keeps_its_messages_and_learns_delivery_s
     await store.close()
 
 
-async def test_a_learner_message_with_the_same_platform_id_is_stored_once(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_a_learner_message_with_the_same_platform_id_is_stored_once(database: str) -> None:
+    store = await Store.open(database)
     await store.save_lesson(lesson())
     await store.add_message("c1", "user", "Hola", source="42")
     with pytest.raises(Duplicate):
@@ -243,8 +239,8 @@ async def test_a_reset_leaves_no_deleted_text_in_the_wal(tmp_path: Path) -> None
     await store.close()
 
 
-async def test_a_reply_to_a_later_question_stays_out_of_an_earlier_questions_history(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_a_reply_to_a_later_question_stays_out_of_an_earlier_questions_history(database: str) -> None:
+    store = await Store.open(database)
     await store.save_lesson(lesson())
     first = await store.add_message("c1", "user", "Ana: ¿Qué hora es?")
     second = await store.add_message("c1", "user", "Ben: ¿Dónde está?")
@@ -253,8 +249,8 @@ async def test_a_reply_to_a_later_question_stays_out_of_an_earlier_questions_his
     await store.close()
 
 
-async def test_messages_answered_together_are_answered_until_their_answer_is_cut(tmp_path: Path) -> None:
-    store = await Store.open(tmp_path / "db.sqlite")
+async def test_messages_answered_together_are_answered_until_their_answer_is_cut(database: str) -> None:
+    store = await Store.open(database)
     await store.save_lesson(lesson("g", group=True))
     asked = [await store.add_message("g", "user", f"hola {n}", author_id=f"u{n}", author_name=f"S{n}") for n in (1, 2)]
     answer = await store.add_message("g", "assistant", "", status=Status.PENDING, reply_to=asked[-1])
