@@ -73,9 +73,9 @@ RECURRING_WITHIN = 7 * 86_400.0
 # Turn-taking in a busy group: students waiting for the tutor are answered together, as many in one reply as fit
 # Telegram's 4,096 characters (about 350 each: a sentence or two and their correction lines), and the reply gets
 # this many more tokens per extra student. Telegram lets a group have about 20 messages a minute: thirty mentions
-# answered one by one left the last student waiting 161 s in the benchmark's classroom burst; 6 a reply, 66 s;
-# 10, 63 s. (A second reply written beside the first, for the next students, was slower: 72 s, as two answers
-# streaming at once share the group's messages a minute.)
+# answered one by one left the last student waiting 161 s in the benchmark's classroom burst; 10 a reply, 49-50 s
+# (6 a reply was slower than 10 in the same session's runs). A second reply written beside the first, for the next
+# students, was slower still: two answers streaming at once share the group's messages a minute.
 TOGETHER = 10
 TOKENS_PER_STUDENT = 96
 SERVER_RETRY_MAX = 60.0  # seconds a failed model server is left alone at most before it is tried again
