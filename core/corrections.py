@@ -14,12 +14,12 @@ import itertools
 import re
 import unicodedata
 from collections.abc import AsyncGenerator, Sequence
-from contextlib import aclosing
 from dataclasses import dataclass, field
 
 from rapidfuzz.distance import Levenshtein
 
 from .categories import OTHER, label, normalize
+from .filtering import filtered
 from .i18n import render
 from .prompts import CORRECTION_MARK, WORD_MARK
 
@@ -429,7 +429,7 @@ class _Filter:
         return text
 
 
-async def checked(
+def checked(
     chunks: AsyncGenerator[str, None],
     said: Sequence[Said],
     *,
@@ -450,12 +450,4 @@ async def checked(
     `findings`, in order, as it goes out.
     """
     checker = _Checker(said, language, native, tutor_before, findings if findings is not None else Findings())
-    state = _Filter(checker)
-    async with aclosing(chunks):
-        async for chunk in chunks:
-            out = state.feed(chunk)
-            if out:
-                yield out
-    rest = state.close()
-    if rest:
-        yield rest
+    return filtered(chunks, _Filter(checker))

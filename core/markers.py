@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from dataclasses import dataclass, field
+
+from .filtering import filtered
 
 MARKERS = ("goal", "remember", "managed")
 _MARKER = re.compile(r"\[\s*(?P<kind>goal|remember|managed)\s*(?::\s*(?P<value>[^\[\]\n]*?))?\s*\]", re.IGNORECASE)
@@ -89,17 +90,9 @@ class _Taker:
         return "" if _could_be_marker(self.held.lstrip()) else self.held.lstrip("\n")
 
 
-async def taken(chunks: AsyncGenerator[str, None], marks: Marks) -> AsyncGenerator[str, None]:
+def taken(chunks: AsyncGenerator[str, None], marks: Marks) -> AsyncGenerator[str, None]:
     """`chunks` without markers; what they said goes into `marks` as they pass."""
-    taker = _Taker(marks)
-    async with aclosing(chunks):
-        async for chunk in chunks:
-            out = taker.feed(chunk)
-            if out:
-                yield out
-    rest = taker.close()
-    if rest:
-        yield rest
+    return filtered(chunks, _Taker(marks))
 
 
 class _LineDropper:
@@ -134,15 +127,12 @@ class _LineDropper:
             text = text[len(line) :]
         return "".join(out)
 
+    def close(self) -> str:
+        held = self.held
+        return self.breaks + held if held.strip() and not held.lstrip().startswith(self.starts) else ""
 
-async def without_lines(chunks: AsyncGenerator[str, None], starts: tuple[str, ...]) -> AsyncGenerator[str, None]:
+
+def without_lines(chunks: AsyncGenerator[str, None], starts: tuple[str, ...]) -> AsyncGenerator[str, None]:
     """`chunks` without the lines that start with one of `starts` (a scene hides its correction lines, which
     stay in the findings); the line breaks that led to them go too."""
-    dropper = _LineDropper(starts)
-    async with aclosing(chunks):
-        async for chunk in chunks:
-            out = dropper.feed(chunk)
-            if out:
-                yield out
-    if dropper.held.strip() and not dropper.held.lstrip().startswith(starts):
-        yield dropper.breaks + dropper.held
+    return filtered(chunks, _LineDropper(starts))

@@ -20,16 +20,27 @@ or anything else unsafe, do not go into it: kindly steer back to the lesson with
 they are; if a learner shares some, do not repeat it. Never suggest meeting or talking anywhere else."""
 
 
+# How a group's messages reach the model, and what its own must not look like, in every group prompt.
+NAMED = "Each student message starts with the student's name and a colon, like 'Ana: ...'."
+NAMELESS = (
+    "never write a line that starts with a name and a colon yourself. When several students are waiting, you are "
+    "told so: then answer each of them in turn"
+)
+
+
+def _kinds(lesson: Lesson) -> str:
+    """The error categories the model may name, in English, "other" last."""
+    return ", ".join([k for k in categories(lesson.language.code) if k != OTHER] + [OTHER])
+
+
 def system_prompt(lesson: Lesson, learner_name: str | None = None, *, minors: bool = False) -> str:
     """One prompt per lesson, identical from turn to turn so Ollama can reuse its cache; `minors` adds the
     safety paragraph for classrooms of minors."""
     target, native, level = lesson.language.name, lesson.native.name, lesson.level
-    kinds = ", ".join([k for k in categories(lesson.language.code) if k != OTHER] + [OTHER])
+    kinds = _kinds(lesson)
     who = (
-        "a class of students in a group chat. Each student message starts with the student's name and a colon, "
-        "like 'Ana: ...'. Answer the student who wrote last, address them by name, and never write a line "
-        "that starts with a name and a colon yourself. When several students are waiting, you are told so: "
-        "then answer each of them in turn"
+        f"a class of students in a group chat. {NAMED} Answer the student who wrote last, address them by name, "
+        f"and {NAMELESS}"
         if lesson.group
         else (f"one learner called {learner_name}" if learner_name else "one learner")
     )
@@ -99,12 +110,10 @@ def scene_prompt(scene: Scripted, lesson: Lesson, learner_name: str | None = Non
     """A scene's own system prompt: the character, the goal and how to correct without breaking the scene. The
     same every turn of the scene (Ollama's cache), as the conversation's is."""
     target, native, level = lesson.language.name, lesson.native.name, lesson.level
-    kinds = ", ".join([k for k in categories(lesson.language.code) if k != OTHER] + [OTHER])
+    kinds = _kinds(lesson)
     who = (
-        "a class of students in a group chat, who play the scene together. Each student message starts with the "
-        "student's name and a colon, like 'Ana: ...'. Answer in character, address each student by name, and "
-        "never write a line that starts with a name and a colon yourself. When several students are waiting, you "
-        "are told so: then answer each of them in turn"
+        f"a class of students in a group chat, who play the scene together. {NAMED} Answer in character, address "
+        f"each student by name, and {NAMELESS}"
         if lesson.group
         else (f"a learner called {learner_name}" if learner_name else "a learner")
     )

@@ -379,9 +379,7 @@ class Store:
 
     async def stage(self, channel: str) -> Stage | None:
         row = await self._db.fetchone("SELECT * FROM stages WHERE channel = ?", (channel,))
-        if row is None:
-            return None
-        return Stage(row["channel"], row["kind"], row["scene"], row["since"], row["turns"], json.loads(row["state"]))
+        return _stage(row) if row is not None else None
 
     async def set_stage(self, stage: Stage) -> None:
         """Begin or update a channel's scene or placement (one at a time: a new one replaces it)."""
@@ -395,9 +393,7 @@ class Store:
     async def end_stage(self, channel: str) -> Stage | None:
         """End a channel's scene or placement; what it was, or None if none was under way (ended already)."""
         row = await self._db.fetchone("DELETE FROM stages WHERE channel = ? RETURNING *", (channel,))
-        if row is None:
-            return None
-        return Stage(row["channel"], row["kind"], row["scene"], row["since"], row["turns"], json.loads(row["state"]))
+        return _stage(row) if row is not None else None
 
     async def _forget_in_stages(self, learner: str) -> None:
         """A group's scene keeps its students' corrections for its closer, with their names: like the tutor's
@@ -1121,6 +1117,10 @@ def _card(row: Row) -> Card:
 
 
 _CARD_FIELDS = tuple(f.name for f in fields(Card))
+
+
+def _stage(row: Row) -> Stage:
+    return Stage(row["channel"], row["kind"], row["scene"], row["since"], row["turns"], json.loads(row["state"]))
 
 
 def _message(row: Row) -> Message:

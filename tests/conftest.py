@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 from pydantic import SecretStr
 
+from core.conversation import Conversation
 from core.settings import Settings
 from core.tutor import Tutor
 from tests import postgres
@@ -82,4 +83,17 @@ def settings(request: pytest.FixtureRequest, tmp_path: Path, ollama: FakeOllama)
 async def tutor(settings: Settings) -> AsyncIterator[Tutor]:
     tutor = await Tutor.open(settings)
     yield tutor
+    await tutor.close()
+
+
+GUARD = "llama-guard3:1b"  # a safety classifier's name, served by the fake
+
+
+@pytest.fixture
+async def guarded(settings: Settings, ollama: FakeOllama) -> AsyncIterator[Conversation]:
+    """A conversation whose replies a Llama Guard lookalike screens: it flags any that mentions a knife."""
+    ollama.add_model(GUARD)
+    ollama.respond_as(GUARD, lambda messages: "unsafe\nS1" if "cuchillo" in messages[-1]["content"] else "safe")
+    tutor = await Tutor.open(settings.model_copy(update={"moderation_model": GUARD}))
+    yield Conversation(tutor)
     await tutor.close()

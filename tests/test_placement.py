@@ -5,7 +5,7 @@ conversation with the fake Ollama playing both the judge and the examiner."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +15,6 @@ from core.i18n import Voice, _
 from core.lesson import Level
 from core.moderation import NEUTRAL_REPLY
 from core.placement import MAX_TASKS, TASKS, Ladder
-from core.settings import Settings
 from core.tutor import Tutor
 from tests.fake_ollama import FakeOllama
 from tests.recording import Recorder
@@ -288,18 +287,7 @@ async def test_a_marker_in_the_examiners_next_task_is_not_shown(conversation: Co
     assert shown.last.text == NEXT_TASK
 
 
-GUARD = "llama-guard3:1b"
 FLAGGED = "¿Tienes un cuchillo en casa?"
-
-
-@pytest.fixture
-async def guarded(settings: Settings, ollama: FakeOllama) -> AsyncIterator[Conversation]:
-    """A conversation whose replies a Llama Guard lookalike screens: it flags any that mentions a knife."""
-    ollama.add_model(GUARD)
-    ollama.respond_as(GUARD, lambda messages: "unsafe\nS1" if "cuchillo" in messages[-1]["content"] else "safe")
-    tutor = await Tutor.open(settings.model_copy(update={"moderation_model": GUARD}))
-    yield Conversation(tutor)
-    await tutor.close()
 
 
 async def test_the_first_placement_task_is_screened_before_it_is_shown(

@@ -4,7 +4,6 @@ it with a closer whose phrases become cards. The fake Ollama plays the model; ex
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ from core.lesson import Level
 from core.moderation import NEUTRAL_REPLY
 from core.prompts import CORRECTION_MARK, scene_opening
 from core.scenes import Scene, for_level
-from core.settings import Settings
 from core.tutor import Tutor
 from tests.fake_ollama import FakeOllama
 from tests.recording import Recorder
@@ -369,18 +367,7 @@ async def test_a_forgotten_students_name_is_not_in_the_scenes_summary(
     assert BEN.name not in shown.notes[-1].text
 
 
-GUARD = "llama-guard3:1b"
 FLAGGED = "¿Quiere un cuchillo?"
-
-
-@pytest.fixture
-async def guarded(settings: Settings, ollama: FakeOllama) -> AsyncIterator[Conversation]:
-    """A conversation whose replies a Llama Guard lookalike screens: it flags any that mentions a knife."""
-    ollama.add_model(GUARD)
-    ollama.respond_as(GUARD, lambda messages: "unsafe\nS1" if "cuchillo" in messages[-1]["content"] else "safe")
-    tutor = await Tutor.open(settings.model_copy(update={"moderation_model": GUARD}))
-    yield Conversation(tutor)
-    await tutor.close()
 
 
 async def test_a_scene_opener_is_screened_before_it_is_shown(guarded: Conversation, ollama: FakeOllama) -> None:
