@@ -219,7 +219,7 @@ class Postgres:
     async def executemany(self, sql: str, rows: Iterable[Sequence[object]]) -> None:
         batch = list(rows)
         if batch:
-            await self._connection().executemany(_numbered(sql, ())[0], batch)
+            await self._connection().executemany(_numbered(sql, ())[0], [_storable(row) for row in batch])
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
@@ -304,9 +304,14 @@ def ddl(script: str) -> str:
 
 def _numbered(sql: str, args: Args) -> tuple[str, Sequence[object]]:
     query, names = _rewritten(sql)
-    if isinstance(args, Mapping):
-        return query, [args[name] for name in names]
-    return query, args
+    values = [args[name] for name in names] if isinstance(args, Mapping) else args
+    return query, _storable(values)
+
+
+def _storable(values: Sequence[object]) -> list[object]:
+    """PostgreSQL's text cannot hold NUL, which SQLite's can: a model's output or a platform's name with one would
+    fail its insert, and the reply with it. It is stored as U+FFFD, the replacement character."""
+    return [v.replace("\x00", "\ufffd") if isinstance(v, str) and "\x00" in v else v for v in values]
 
 
 @functools.lru_cache(maxsize=512)

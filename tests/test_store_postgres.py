@@ -20,6 +20,8 @@ from bots.cli import secrets
 from bots.doctor import Mark, database
 from core.conversation import Conversation
 from core.database import VERSION_TABLE, _rewritten, ddl, redacted
+from core.languages import by_code
+from core.lesson import Lesson, Level
 from core.settings import Settings
 from core.store import MIGRATIONS, Store
 from core.tutor import Tutor
@@ -98,6 +100,18 @@ async def test_the_settings_url_wins_over_the_sqlite_file(postgres_url: str, tmp
     store = await Store.open(settings)
     await store.close()
     assert not (tmp_path / "unused.db").exists()
+
+
+async def test_a_nul_character_postgresql_cannot_hold_is_stored_as_the_replacement_character(
+    stores: tuple[Store, Store],
+) -> None:
+    store, _other = stores
+    await store.save_lesson(Lesson("c1", by_code("es"), Level.A2, by_code("en")))
+    await store.add_message("c1", "user", "Hola", author_id="u1", author_name="A\x00na")
+    reply = await store.add_message("c1", "assistant", "Bien\x00.")
+    row = await store._db.fetchone("SELECT text FROM messages WHERE id = ?", (reply,))
+    named = await store._db.fetchone("SELECT name FROM learners WHERE id = ?", ("u1",))
+    assert row is not None and row[0] == "Bien\ufffd." and named is not None and named[0] == "A\ufffdna"
 
 
 async def test_a_second_process_waits_for_the_channels_turn(stores: tuple[Store, Store]) -> None:
