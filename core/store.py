@@ -375,6 +375,13 @@ class Store:
         holds the turn: nothing to do)."""
         return self._db.turn(channel)
 
+    async def _known(self, learner: str, at: float, name: str = "") -> None:
+        """The learner's row, for a row of theirs elsewhere to point at: made if it is not there yet."""
+        await self._db.execute(
+            "INSERT INTO learners (id, name, first_seen, last_seen) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (learner, name, at, at),
+        )
+
     # Scenes and placements
 
     async def stage(self, channel: str) -> Stage | None:
@@ -431,11 +438,7 @@ class Store:
         it was known."""
         now = time.time()
         async with self._db.transaction():
-            await self._db.execute(
-                """INSERT INTO learners (id, name, first_seen, last_seen) VALUES (?, ?, ?, ?)
-                   ON CONFLICT(id) DO NOTHING""",
-                (learner, name, now, now),
-            )
+            await self._known(learner, now, name)
             told = await self._db.execute(
                 "DELETE FROM facts WHERE learner = ? AND lower(fact) = lower(?)", (learner, fact)
             )
@@ -456,11 +459,7 @@ class Store:
     async def offer_placement(self, learner: str, name: str) -> bool:
         """Whether to offer this learner a placement: once, the first time it is asked."""
         now = time.time()
-        await self._db.execute(
-            """INSERT INTO learners (id, name, first_seen, last_seen) VALUES (?, ?, ?, ?)
-               ON CONFLICT(id) DO NOTHING""",
-            (learner, name, now, now),
-        )
+        await self._known(learner, now, name)
         changed = await self._db.execute(
             "UPDATE learners SET placement_offered = 1 WHERE id = ? AND placement_offered = 0", (learner,)
         )
@@ -741,10 +740,7 @@ class Store:
     async def add_card(self, card: Card, at: float) -> int | None:
         """A new card, due now; None if the learner has it already (a word saved without a meaning gets one)."""
         values = (card.learner, card.language, card.kind.value, key(card.kind, card.right, card.wrong))
-        await self._db.execute(  # a learner who has only sent commands so far has no row yet
-            "INSERT INTO learners (id, name, first_seen, last_seen) VALUES (?, '', ?, ?) ON CONFLICT DO NOTHING",
-            (card.learner, at, at),
-        )
+        await self._known(card.learner, at)  # a learner who has only sent commands so far has no row yet
         row = await self._db.fetchone(
             """INSERT INTO cards (learner, language, kind, key, wrong, "right", meaning, context, category, due,
                                   created_at)
@@ -992,10 +988,7 @@ class Store:
     async def add_flag(self, channel: str, learner: str | None, what: Literal["message", "reply"], at: float) -> None:
         """One message or reply the safety classifier held back: counted, never its text."""
         if learner is not None:  # a first message may be the one flagged: then the learner has no row yet
-            await self._db.execute(
-                "INSERT INTO learners (id, name, first_seen, last_seen) VALUES (?, '', ?, ?) ON CONFLICT DO NOTHING",
-                (learner, at, at),
-            )
+            await self._known(learner, at)
         await self._db.execute(
             "INSERT INTO flags (channel, learner, what, at) VALUES (?, ?, ?, ?)", (channel, learner, what, at)
         )

@@ -554,12 +554,8 @@ class Tutor:
         for other in self._joined(channel, reply):
             reply.asked += other.asked
         asked = reply.asked
-        ended: list[str] = []
-        if reply.script is not None:  # no marker is meant here, nor (a scene's opener) a correction line
-            stream = taken(self._model_text(reply._ticket, reply.script, ended), Marks())
-            if reply.hidden:
-                stream = without_lines(stream, reply.hidden)
-            stream = self._screened(channel, lesson, _marking_length(stream, ended))
+        if reply.script is not None:
+            stream = self._scripted(channel, lesson, reply, reply.script, reply.hidden)
             async with aclosing(self._streamed(channel, lesson, reply, stream, None)) as chunks:
                 async for chunk in chunks:
                     yield chunk
@@ -571,6 +567,7 @@ class Tutor:
                     yield chunk
             return
         scene = self.scenes.get(stage.scene) if stage is not None else None
+        ended: list[str] = []
         up_to = max((a.id for a in asked), default=None)
         history = await self._history(channel, lesson, up_to, scene, reply.facts)
         if stage is not None and scene is not None:
@@ -663,6 +660,22 @@ class Tutor:
                 for then in (taught, reply.after):
                     if then is not None:
                         await asyncio.shield(_logged(then()))
+
+    def _scripted(
+        self,
+        channel: Channel,
+        lesson: Lesson,
+        reply: Reply,
+        messages: list[dict[str, str]],
+        hidden: tuple[str, ...] = (),
+    ) -> AsyncGenerator[str, None]:
+        """A turn with a prompt of its own (an opener, a closer, a placement task): no marker is meant there, nor
+        the lines that start with `hidden` (a scene's opener: correction lines); screened like every reply."""
+        ended: list[str] = []
+        stream = taken(self._model_text(reply._ticket, messages, ended), Marks())
+        if hidden:
+            stream = without_lines(stream, hidden)
+        return self._screened(channel, lesson, _marking_length(stream, ended))
 
     def _screened(
         self,
@@ -815,7 +828,6 @@ class Tutor:
             async for _ignored in text:
                 pass
         ladder.judged(verdict.managed is True)
-        ended: list[str] = []
         if ladder.done:
             await self.store.end_stage(channel.id)
             level = ladder.result()
@@ -835,8 +847,7 @@ class Tutor:
                 messages[-1] = {"role": "user", "content": f"{messages[-1]['content']}\n\n{ask}"}
             else:
                 messages.append({"role": "user", "content": ask})
-            stream = _marking_length(taken(self._model_text(reply._ticket, messages, ended), Marks()), ended)
-            stream = self._screened(channel, lesson, stream)
+            stream = self._scripted(channel, lesson, reply, messages)
         async with aclosing(self._streamed(channel, lesson, reply, stream, answer.id)) as chunks:
             async for chunk in chunks:
                 yield chunk
